@@ -1,0 +1,54 @@
+"""grouparrow: group any dataset by a key into group-clustered Parquet, and read the groups back.
+
+Example:
+    >>> import grouparrow as ga, pyarrow as pa, tempfile
+    >>> table = pa.table({"user": ["ann", "bob", "ann"], "text": ["hi", "yo", "hey there"]})
+    >>> ds = ga.build(table, key="user", output=tempfile.mkdtemp() + "/by-user")
+    >>> ds["ann"].num_rows
+    2
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from grouparrow.build import build
+from grouparrow.dataset import Group, GroupedDataset, PartitionedDataset, open
+from grouparrow.errors import (
+    CorruptDatasetError,
+    FormatError,
+    GroupArrowError,
+    GroupNotFoundError,
+    KeyFunctionError,
+    KeySpecError,
+    NullKeyError,
+    OutputExistsError,
+    RowKeyError,
+    SourceError,
+)
+from grouparrow.keys import batch_key_fn, key_fn, key_hash, sql
+from grouparrow.verify import VerifyReport, verify
+
+__all__ = [
+    "CorruptDatasetError",
+    "FormatError",
+    "Group",
+    "GroupArrowError",
+    "GroupNotFoundError",
+    "GroupedDataset",
+    "KeyFunctionError",
+    "KeySpecError",
+    "NullKeyError",
+    "OutputExistsError",
+    "PartitionedDataset",
+    "RowKeyError",
+    "SourceError",
+    "__version__",
+    "batch_key_fn",
+    "build",
+    "key_fn",
+    "key_hash",
+    "open",
+    "sql",
+    "verify",
+]

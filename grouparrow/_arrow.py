@@ -1,0 +1,113 @@
+"""Vectorized Arrow helpers used on the build's per-batch path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the types of ``schema`` (DuckDB returns some types in another form).
+
+    A round trip through DuckDB turns ``large_string`` into ``string``,
+    ``fixed_size_binary`` into ``binary``, dictionaries into values and extension types into
+    their storage; casting restores them so the output keeps the source schema.
+    """
+    if batch.schema.equals(schema, check_metadata=False):
+        return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    columns = [_cast(column, field.type) for column, field in zip(batch.columns, schema)]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
+    if array.type == target:
+        return array
+    if isinstance(target, pa.ExtensionType):
+        return pa.ExtensionArray.from_storage(target, _cast(array, target.storage_type))
+    return array.cast(target)
+
+
+def row_nbytes(array: pa.Array) -> np.ndarray:
+    """Bytes of Arrow data each row of ``array`` holds (values, offsets; not validity bits)."""
+    n = len(array)
+    kind = array.type
+    if isinstance(kind, pa.ExtensionType):
+        return row_nbytes(array.storage)
+    if pa.types.is_dictionary(kind):
+        return row_nbytes(array.dictionary_decode())
+    if pa.types.is_null(kind):
+        return np.zeros(n, np.int64)
+    if pa.types.is_boolean(kind):
+        return np.ones(n, np.int64)
+    if pa.types.is_fixed_size_binary(kind):
+        return np.full(n, kind.byte_width, np.int64)
+    if _is_var_width(kind):
+        offsets = _offsets(array)
+        return np.diff(offsets).astype(np.int64) + offsets.itemsize
+    if pa.types.is_fixed_size_list(kind):
+        child = row_nbytes(array.flatten())
+        return child.reshape(n, kind.list_size).sum(axis=1) if n else np.zeros(0, np.int64)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        offsets = _offsets(array)
+        child = row_nbytes(array.values.slice(offsets[0], offsets[-1] - offsets[0]))
+        sums = np.concatenate([[0], np.cumsum(child)])
+        rel = offsets - offsets[0]
+        return sums[rel[1:]] - sums[rel[:-1]] + offsets.itemsize
+    if pa.types.is_struct(kind):
+        total = np.zeros(n, np.int64)
+        for i in range(kind.num_fields):
+            total += row_nbytes(array.field(i))
+        return total
+    if kind.bit_width and kind.bit_width >= 8:
+        return np.full(n, kind.bit_width // 8, np.int64)
+    # Anything else (maps, unions, views): spread the array's bytes evenly over its rows.
+    return np.full(n, array.nbytes // max(n, 1), np.int64)
+
+
+def _is_var_width(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
+
+
+def _offsets(array: pa.Array) -> np.ndarray:
+    large = array.type in (pa.large_string(), pa.large_binary()) or pa.types.is_large_list(
+        array.type
+    )
+    dtype = np.int64 if large else np.int32
+    buffer = array.buffers()[1]
+    return np.frombuffer(buffer, dtype, count=len(array) + 1, offset=array.offset * dtype().itemsize)
+
+
+def batch_row_nbytes(batch: pa.RecordBatch) -> np.ndarray:
+    """Bytes of Arrow data of each row of ``batch``, over all its columns."""
+    total = np.zeros(batch.num_rows, np.int64)
+    for column in batch.columns:
+        total += row_nbytes(column)
+    return total
+
+
+def row_words(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
+    """Whitespace-separated tokens in each row, summed over the string ``columns``.
+
+    Tokens are split on ASCII whitespace (as ``str.split()`` does for ASCII text).
+    """
+    total = np.zeros(batch.num_rows, np.int64)
+    for name in columns:
+        column = batch.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        counts = pc.list_value_length(pc.ascii_split_whitespace(column))
+        total += counts.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return total
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """Whether a column of this type is counted as text (plain or dictionary strings)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)

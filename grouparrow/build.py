@@ -1,0 +1,695 @@
+"""The build: source -> keyed rows -> hash-partitioned shards -> group-clustered Parquet.
+
+Two steps, as in DESIGN.md. The *map* step streams the source once through DuckDB, computes
+each row's key and placement hash, and writes the rows to per-shard temporary Parquet files.
+The *reduce* step sorts each shard by ``(order hash, key, input position)`` in DuckDB (which
+spills to disk past its memory limit) and writes it with PyArrow, row groups sized by bytes
+and a page index for random access, while it records the index rows (group, offset, rows,
+bytes, words) and checks that every group's rows came out contiguous. With one shard the
+source is sorted directly and the map step is skipped.
+
+Everything is written under a temporary directory next to the output; the manifest is
+written last and the directory renamed into place, so a failed or interrupted build leaves
+no partial output and the previous output (``mode="overwrite"``) untouched.
+
+Example:
+    >>> import pyarrow as pa, tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "by-user")
+    >>> ds = build(pa.table({"user": ["a", "b", "a"], "x": [1, 2, 3]}), key="user", output=out)
+    >>> ds.num_groups, ds.num_rows
+    (2, 3)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import math
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from grouparrow import _arrow, _sql
+from grouparrow.errors import (
+    GroupArrowError,
+    KeySpecError,
+    NullKeyError,
+    OutputExistsError,
+    SourceError,
+)
+from grouparrow.format import (
+    INDEX,
+    MANIFEST,
+    Manifest,
+    ShardInfo,
+    index_schema,
+    shard_file,
+    write_manifest,
+)
+from grouparrow._progress import Progress
+from grouparrow.keys import Key, KeySpec, resolve
+from grouparrow.sources import open_source
+
+if TYPE_CHECKING:
+    from grouparrow.dataset import GroupedDataset
+
+Mode = Literal["error", "overwrite"]
+OnNull = Literal["error", "drop"]
+
+#: Uncompressed bytes per Parquet row group of the output.
+ROW_GROUP_BYTES = 16 * 2**20
+_ROW_GROUP_ROWS = (4_096, 65_536)
+_BATCH_ROWS = 65_536
+_UNKNOWN_SIZE_SHARDS = 8
+_RESERVED = "__ga_"
+_NULL_MARK = "grouparrow:null-key:"
+_PREVIEW_COLUMNS = 8
+
+
+def build(
+    source: Any,
+    /,
+    *,
+    key: KeySpec,
+    output: str | os.PathLike[str],
+    mode: Mode = "error",
+    num_shards: int | None = None,
+    seed: int = 0,
+    key_column: str = "group_id",
+    on_null: OnNull = "error",
+    text_columns: Sequence[str] | None = None,
+    memory_limit: int | str | None = None,
+    threads: int | None = None,
+    temp_directory: str | os.PathLike[str] | None = None,
+    row_group_bytes: int = ROW_GROUP_BYTES,
+    progress: bool = False,
+) -> GroupedDataset:
+    """Group ``source`` by ``key`` into a group-clustered Parquet dataset at ``output``.
+
+    Args:
+        source: files (Parquet, CSV, JSON lines; paths, globs, directories), a pyarrow
+            Table / RecordBatchReader / Dataset, a ``datasets.Dataset``, or any object with
+            ``__arrow_c_stream__``.
+        key: a column name, ``ga.sql("<expression>")``, a function of one example, or
+            ``ga.batch_key_fn(<function of a batch>)``; see :mod:`grouparrow.keys`.
+        output: the dataset directory to create.
+        mode: ``"error"`` refuses an existing output; ``"overwrite"`` replaces it once the
+            new dataset is complete (until then the old one stays readable).
+        num_shards: number of shard files; by default chosen from the input size and the
+            memory budget so that one shard sorts in memory.
+        seed: seeds the order of groups (and their shards); same input, key and seed give
+            the same output.
+        key_column: name of the key column in the output.
+        on_null: ``"error"`` stops at a row whose key is null; ``"drop"`` skips such rows.
+        text_columns: string columns whose words are counted into ``num_words`` (default:
+            every string column but the key).
+        memory_limit: DuckDB's memory budget, bytes or text like ``"4GB"`` (default: half
+            the machine's memory); past it DuckDB spills to ``temp_directory``.
+        threads: DuckDB threads (default: one per core).
+        temp_directory: where DuckDB spills (default: inside the build's temporary folder).
+        row_group_bytes: uncompressed size of the output's Parquet row groups.
+        progress: print rows read and the current phase to stderr.
+
+    Returns:
+        The built dataset, opened.
+
+    Example:
+        >>> import grouparrow as ga, pyarrow as pa, tempfile
+        >>> out = tempfile.mkdtemp() + "/by-label"
+        >>> ga.build(pa.table({"label": [1, 2, 1]}), key="label", output=out).num_groups
+        2
+    """
+    from grouparrow.dataset import open as open_dataset
+
+    options = _Options.check(
+        mode, on_null, num_shards, key_column, row_group_bytes, memory_limit, threads
+    )
+    out = Path(output)
+    _check_output(out, mode)
+    started = time.monotonic()
+    reporter = Progress(progress)
+    src = open_source(source, batch_rows=_BATCH_ROWS)
+    stream = _Stream(src.reader, reporter)
+    shards = num_shards or _auto_shards(src.size_hint, options.memory_limit)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.grouparrow-tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    con = None
+    try:
+        spill = Path(temp_directory) if temp_directory is not None else tmp / "_spill"
+        con = _connect(options, spill)
+        resolved = resolve(key, stream.schema, stream.first, con)
+        plan = _Plan.make(stream.schema, resolved, key_column, on_null, text_columns, seed, shards)
+        con.register("__ga_source", stream.reader())
+        shard_infos, num_bytes = _run(con, plan, tmp, stream, options, reporter)
+        reporter.close()
+        manifest = Manifest(
+            schema=plan.schema,
+            key_column=key_column,
+            key=resolved.describe(),
+            seed=seed,
+            num_groups=sum(s.num_groups for s in shard_infos),
+            num_rows=sum(s.num_rows for s in shard_infos),
+            num_bytes=num_bytes,
+            shards=tuple(shard_infos),
+            source=src.description,
+            stats={"num_words": {"columns": plan.text_columns, "split": "ascii-whitespace"}},
+            build={
+                "rows_read": stream.rows,
+                "rows_dropped_null_key": stream.rows - sum(s.num_rows for s in shard_infos),
+                "on_null": on_null,
+                "memory_limit": options.memory_limit,
+                "threads": options.threads,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+            grouparrow_version=_version(),
+            created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        shutil.rmtree(tmp / "_map", ignore_errors=True)
+        shutil.rmtree(tmp / "_spill", ignore_errors=True)
+        write_manifest(tmp, manifest)
+        con.close()
+        con = None
+        _commit(tmp, out, mode)
+    except BaseException:
+        if con is not None:
+            con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return open_dataset(out)
+
+
+class _Options:
+    __slots__ = ("memory_limit", "row_group_bytes", "threads")
+
+    def __init__(self, memory_limit: int, threads: int, row_group_bytes: int) -> None:
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.row_group_bytes = row_group_bytes
+
+    @classmethod
+    def check(
+        cls, mode: str, on_null: str, num_shards: int | None, key_column: str,
+        row_group_bytes: int, memory_limit: int | str | None, threads: int | None,
+    ) -> _Options:
+        if mode not in ("error", "overwrite"):
+            raise ValueError(f"mode={mode!r} is not one of 'error', 'overwrite'")
+        if on_null not in ("error", "drop"):
+            raise ValueError(f"on_null={on_null!r} is not one of 'error', 'drop'")
+        if num_shards is not None and (not isinstance(num_shards, int) or num_shards < 1):
+            raise ValueError(f"num_shards={num_shards!r} must be a positive integer or None")
+        if not key_column or key_column.startswith(_RESERVED):
+            raise ValueError(
+                f"key_column={key_column!r} must be a non-empty name not starting "
+                f"with {_RESERVED!r}"
+            )
+        if row_group_bytes < 1:
+            raise ValueError(f"row_group_bytes={row_group_bytes!r} must be positive")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads={threads!r} must be a positive integer or None")
+        return cls(parse_bytes(memory_limit), threads or os.cpu_count() or 1, row_group_bytes)
+
+
+_UNITS = {
+    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_bytes(value: int | str | None) -> int:
+    """Bytes from ``value`` (``4_000_000_000``, ``"4GB"``, ``"512 MiB"``); None: half of RAM.
+
+    Example:
+        >>> parse_bytes("1.5GiB")
+        1610612736
+    """
+    if value is None:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 8 * 2**30
+        return max(total // 2, 256 * 2**20)
+    if isinstance(value, int) and value > 0:
+        return value
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ValueError(
+            f"memory_limit={value!r} is not a size; use bytes or text like '4GB' or '512MiB'"
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def _check_output(out: Path, mode: str) -> None:
+    if out.is_file():
+        raise OutputExistsError(f"output {str(out)!r} is a file; give a directory path")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if mode == "error":
+        raise OutputExistsError(
+            f"output {str(out)!r} already exists; pass mode='overwrite' to replace it "
+            "(grouparrow build --overwrite), or choose another path"
+        )
+    if not (out / MANIFEST).exists():
+        raise OutputExistsError(
+            f"refusing to overwrite {str(out)!r}: it is not a grouparrow dataset (it has no "
+            f"{MANIFEST}); remove it yourself or choose another path"
+        )
+
+
+def _auto_shards(size_hint: int | None, memory_limit: int) -> int:
+    if size_hint is None:
+        return _UNKNOWN_SIZE_SHARDS
+    target = min(max(memory_limit // 4, 64 * 2**20), 2**30)
+    return max(1, math.ceil(size_hint / target))
+
+
+def _connect(options: _Options, spill: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"threads": options.threads})
+    con.execute(f"SET memory_limit = {_sql.literal(f'{options.memory_limit // 2**20}MiB')}")
+    con.execute(f"SET temp_directory = {_sql.literal(str(spill))}")
+    # Measured (DESIGN.md): without these the partitioned write runs out of memory under a
+    # low memory_limit.
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET partitioned_write_flush_threshold = 65536")
+    con.execute(_sql.load("macros"))
+    return con
+
+
+class _Stream:
+    """The source's batches, numbered (``__ga_row``), counted, with the first one peeked."""
+
+    def __init__(self, reader: pa.RecordBatchReader, progress: Progress) -> None:
+        self.schema = reader.schema
+        reserved = [n for n in self.schema.names if n.startswith(_RESERVED)]
+        if reserved:
+            raise SourceError(
+                f"source column {reserved[0]!r} uses the prefix {_RESERVED!r}, which grouparrow "
+                "reserves; rename it"
+            )
+        self._reader = reader
+        self._progress = progress
+        self.rows = 0
+        self.failure: BaseException | None = None
+        try:
+            self.first = next(iter(reader), None) or pa.RecordBatch.from_pylist([], self.schema)
+        except (pa.ArrowException, OSError, duckdb.Error) as exc:
+            raise SourceError(f"cannot read the source: {exc}") from exc
+
+    def reader(self) -> pa.RecordBatchReader:
+        schema = self.schema.append(pa.field("__ga_row", pa.int64(), nullable=False))
+        return pa.RecordBatchReader.from_batches(schema, self._batches(schema))
+
+    def _batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        batches = iter(self._reader)
+        batch: pa.RecordBatch | None = self.first
+        try:
+            while batch is not None:
+                n = batch.num_rows
+                if n:
+                    rows = pa.array(np.arange(self.rows, self.rows + n, dtype=np.int64))
+                    yield pa.RecordBatch.from_arrays([*batch.columns, rows], schema=schema)
+                    self.rows += n
+                    self._progress.add_rows(n)
+                batch = next(batches, None)
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+
+class _Plan:
+    """The SQL and schemas of one build."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+    schema: pa.Schema
+    keyed_sql: str
+    key: Key
+    key_column: str
+    num_shards: int
+    seed: int
+    text_columns: list[str]
+    params: dict[str, Any]
+
+    @classmethod
+    def make(
+        cls, source_schema: pa.Schema, key: Key, key_column: str, on_null: str,
+        text_columns: Sequence[str] | None, seed: int, num_shards: int,
+    ) -> _Plan:
+        names = source_schema.names
+        exclude = ["__ga_key"]
+        if key_column in names:
+            if not (key.kind == "column" and key.definition == key_column):
+                raise KeySpecError(
+                    f"the source already has a column named {key_column!r}; name the key "
+                    "column otherwise with key_column=..."
+                )
+            exclude.append(_sql.ident(key_column))
+        kept = [f for f in source_schema if f.name != key_column]
+        assert key.arrow_type is not None
+        key_field = pa.field(key_column, key.arrow_type, nullable=False)
+        schema = pa.schema([key_field, *kept], metadata=source_schema.metadata)
+        if text_columns is None:
+            words = [f.name for f in kept if _arrow.is_text(f.type)]
+        else:
+            words = list(text_columns)
+            bad = [c for c in words if c not in names or not _arrow.is_text(source_schema.field(c).type)]
+            if bad:
+                raise KeySpecError(
+                    f"text_columns {bad} are not string columns of the source "
+                    f"(string columns: {[f.name for f in kept if _arrow.is_text(f.type)]})"
+                )
+        if on_null == "drop":
+            check, where = "__ga_key", "WHERE __ga_key IS NOT NULL"
+        else:
+            preview = ", ".join(
+                f"{_sql.ident(n)} := {_sql.ident(n)}" for n in names[:_PREVIEW_COLUMNS]
+            )
+            check = (
+                "CASE WHEN __ga_key IS NULL THEN error("
+                f"{_sql.literal(_NULL_MARK)} || __ga_row || ':' || "
+                f"left(CAST(struct_pack({preview}) AS VARCHAR), 240)) ELSE __ga_key END"
+            )
+            where = ""
+        ident = _sql.ident(key_column)
+        keyed = _sql.render(
+            "keyed",
+            key=key.expression,
+            key_check=check,
+            key_column=ident,
+            exclude=", ".join(exclude),
+            where=where,
+            key_hash=key.hash_expression.format(k=ident),
+        )
+        return cls(
+            schema=schema,
+            keyed_sql=keyed,
+            key=key,
+            key_column=key_column,
+            num_shards=num_shards,
+            seed=seed,
+            text_columns=words,
+            params={"seed": seed, "num_shards": num_shards},
+        )
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, tmp: Path, stream: _Stream,
+    options: _Options, progress: Progress,
+) -> tuple[list[ShardInfo], int]:
+    (tmp / "data").mkdir()
+    if plan.num_shards > 1:
+        progress.set_phase("partitioning")
+        map_dir = tmp / "_map"
+        statement = _sql.render("partition", keyed=plan.keyed_sql, path=_sql.literal(str(map_dir)))
+        _execute(con, plan, stream, statement)
+    index_writer = pq.ParquetWriter(tmp / INDEX, index_schema(plan.schema.field(0).type))
+    infos: list[ShardInfo] = []
+    total_bytes = 0
+    try:
+        for shard in range(plan.num_shards):
+            progress.set_phase(f"clustering shard {shard + 1}/{plan.num_shards}")
+            if plan.num_shards == 1:
+                rows_sql = plan.keyed_sql
+            else:
+                files = tmp / "_map" / f"__ga_shard={shard}"
+                if not files.is_dir():
+                    rows_sql = None
+                else:
+                    pattern = _sql.literal(str(files / "*.parquet"))
+                    rows_sql = f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true)"
+            name = shard_file(shard, plan.num_shards)
+            info, index = _cluster_shard(con, plan, stream, rows_sql, tmp / name, name, shard, options)
+            index_writer.write_table(index, row_group_size=max(index.num_rows, 1))
+            infos.append(info)
+            total_bytes += info.num_bytes
+            if plan.num_shards > 1 and rows_sql is not None:
+                shutil.rmtree(tmp / "_map" / f"__ga_shard={shard}", ignore_errors=True)
+    finally:
+        index_writer.close()
+    return infos, total_bytes
+
+
+def _execute(con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, statement: str) -> Any:
+    try:
+        params = {k: v for k, v in plan.params.items() if f"${k}" in statement}
+        return con.sql(statement, params=params or None)
+    except duckdb.Error as exc:
+        raise _translate(exc, plan, stream) from exc
+
+
+def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException:
+    failure = plan.key.failure()
+    if failure is not None:
+        return failure
+    if stream.failure is not None:
+        if isinstance(stream.failure, GroupArrowError):
+            return stream.failure
+        return SourceError(f"reading the source failed: {stream.failure}")
+    text = str(exc)
+    mark = text.find(_NULL_MARK)
+    if mark >= 0:
+        row, _, preview = text[mark + len(_NULL_MARK) :].partition(":")
+        return NullKeyError(
+            f"the key ({plan.key.kind} {plan.key.definition!r}) is null for row {row} "
+            f"({preview.strip()}); fix the key, or pass on_null=\"drop\" to skip rows "
+            "whose key is null"
+        )
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return GroupArrowError(
+            f"DuckDB ran out of memory ({exc}); pass a larger memory_limit or more "
+            "num_shards, and make sure temp_directory has free space"
+        )
+    return GroupArrowError(f"the build query failed: {exc}")
+
+
+def _cluster_shard(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, rows_sql: str | None,
+    path: Path, name: str, shard: int, options: _Options,
+) -> tuple[ShardInfo, pa.Table]:
+    sink = _HashingFile(path)
+    writer = pq.ParquetWriter(
+        sink,
+        plan.schema,
+        compression="zstd",
+        write_page_index=True,
+        data_page_size=64 * 2**10,
+        write_statistics=[plan.key_column],
+    )
+    runs = _Runs(plan.schema.field(0).type)
+    rows = _RowGroups(writer, options.row_group_bytes)
+    try:
+        if rows_sql is not None:
+            query = _sql.render("cluster", rows=rows_sql, key_column=_sql.ident(plan.key_column))
+            relation = _execute(con, plan, stream, query)
+            try:
+                for raw in relation.to_arrow_reader(_BATCH_ROWS):
+                    batch = _arrow.conform(raw, plan.schema)
+                    runs.add(
+                        batch.column(0),
+                        _arrow.batch_row_nbytes(batch),
+                        _arrow.row_words(batch, plan.text_columns),
+                    )
+                    rows.add(batch)
+            except duckdb.Error as exc:
+                raise _translate(exc, plan, stream) from exc
+        rows.close()
+    finally:
+        writer.close()
+        sink.close()
+    index = runs.table(shard)
+    if pc.count_distinct(index.column(0)).as_py() != index.num_rows:
+        raise GroupArrowError(
+            f"internal error: the rows of some group of shard {shard} did not come out "
+            "contiguous; please report this with your DuckDB version"
+        )
+    num_bytes = int(pc.sum(index.column("num_bytes")).as_py() or 0)
+    info = ShardInfo(
+        file=name,
+        num_rows=rows.num_rows,
+        num_groups=index.num_rows,
+        num_bytes=num_bytes,
+        file_bytes=sink.size,
+        sha256=sink.hexdigest(),
+    )
+    return info, index
+
+
+class _RowGroups:
+    """Buffers batches and writes row groups of about ``target_bytes`` each."""
+
+    def __init__(self, writer: pq.ParquetWriter, target_bytes: int) -> None:
+        self.writer = writer
+        self.target_bytes = target_bytes
+        self.target_rows: int | None = None
+        self.buffer: list[pa.RecordBatch] = []
+        self.buffered = 0
+        self.num_rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        if self.target_rows is None:
+            per_row = max(batch.nbytes / batch.num_rows, 1.0)
+            low, high = _ROW_GROUP_ROWS
+            self.target_rows = int(min(max(self.target_bytes / per_row, low), high))
+        self.buffer.append(batch)
+        self.buffered += batch.num_rows
+        self.num_rows += batch.num_rows
+        while self.buffered >= self.target_rows:
+            table = pa.Table.from_batches(self.buffer)
+            self.writer.write_table(table.slice(0, self.target_rows), self.target_rows)
+            rest = table.slice(self.target_rows)
+            self.buffer = rest.to_batches()
+            self.buffered = rest.num_rows
+
+    def close(self) -> None:
+        if self.buffered:
+            self.writer.write_table(pa.Table.from_batches(self.buffer), self.buffered)
+        self.buffer, self.buffered = [], 0
+
+
+class _Runs:
+    """The runs of equal keys over a shard's sorted batches: the shard's index rows."""
+
+    def __init__(self, key_type: pa.DataType) -> None:
+        self.key_type = key_type
+        self.keys: list[pa.Array] = []
+        self.starts: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+        self.nbytes: list[np.ndarray] = []
+        self.words: list[np.ndarray] = []
+        self.offset = 0
+        self.last: Any = None
+
+    def add(self, keys: pa.Array, nbytes: np.ndarray, words: np.ndarray) -> None:
+        n = len(keys)
+        if not n:
+            return
+        if n > 1:
+            change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
+            starts = np.concatenate(
+                [[0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1]
+            )
+        else:
+            starts = np.zeros(1, np.int64)
+        lengths = np.diff(np.append(starts, n))
+        run_bytes = np.add.reduceat(nbytes, starts)
+        run_words = np.add.reduceat(words, starts)
+        run_keys = keys.take(pa.array(starts))
+        if self.last is not None and keys[0].as_py() == self.last:
+            # The previous batch's last group continues here.
+            self.lengths[-1][-1] += lengths[0]
+            self.nbytes[-1][-1] += run_bytes[0]
+            self.words[-1][-1] += run_words[0]
+            starts, lengths = starts[1:], lengths[1:]
+            run_bytes, run_words, run_keys = run_bytes[1:], run_words[1:], run_keys.slice(1)
+        self.keys.append(run_keys)
+        self.starts.append(starts + self.offset)
+        self.lengths.append(lengths)
+        self.nbytes.append(run_bytes)
+        self.words.append(run_words)
+        self.offset += n
+        self.last = keys[n - 1].as_py()
+
+    def table(self, shard: int) -> pa.Table:
+        def cat(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+        offsets = cat(self.starts)
+        keys = pa.concat_arrays(self.keys) if self.keys else pa.array([], self.key_type)
+        return pa.Table.from_arrays(
+            [
+                keys.cast(self.key_type),
+                pa.array(np.full(len(offsets), shard, np.int32)),
+                pa.array(offsets),
+                pa.array(cat(self.lengths)),
+                pa.array(cat(self.nbytes)),
+                pa.array(cat(self.words)),
+            ],
+            schema=index_schema(self.key_type),
+        )
+
+
+class _HashingFile:
+    """A write-only file that computes its SHA-256 and size as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._hash.update(view)
+        self._file.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _commit(tmp: Path, out: Path, mode: str) -> None:
+    """Move the finished build into place; the old output (if any) goes only after."""
+    if mode == "overwrite" and out.is_dir() and any(out.iterdir()):
+        old = out.parent / f".{out.name}.grouparrow-old-{uuid.uuid4().hex[:12]}"
+        os.rename(out, old)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        try:
+            os.rename(tmp, out)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OutputExistsError(
+                    f"output {str(out)!r} was created by someone else during the build; "
+                    "pass mode='overwrite' to replace it"
+                ) from exc
+            raise
+    with contextlib.suppress(OSError):
+        fd = os.open(out.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _version() -> str:
+    from grouparrow import __version__
+
+    return __version__

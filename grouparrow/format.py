@@ -1,0 +1,171 @@
+"""The on-disk format (version 1): manifest, index and shard files. See FORMAT.md.
+
+Example:
+    >>> shard_file(3, 8)
+    'data/shard-00003-of-00008.parquet'
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from grouparrow.errors import FormatError
+
+FORMAT_NAME = "grouparrow"
+FORMAT_VERSION = 1
+MANIFEST = "grouparrow.json"
+INDEX = "index.parquet"
+DATA_DIR = "data"
+
+#: Columns of index.parquet after ``group_id`` (whose type is the key's type).
+INDEX_FIELDS = [
+    pa.field("shard", pa.int32(), nullable=False),
+    pa.field("offset", pa.int64(), nullable=False),
+    pa.field("num_rows", pa.int64(), nullable=False),
+    pa.field("num_bytes", pa.int64(), nullable=False),
+    pa.field("num_words", pa.int64(), nullable=False),
+]
+
+
+def shard_file(shard: int, num_shards: int) -> str:
+    """The path of a shard, relative to the dataset directory."""
+    return f"{DATA_DIR}/shard-{shard:05d}-of-{num_shards:05d}.parquet"
+
+
+def index_schema(key_type: pa.DataType) -> pa.Schema:
+    """The schema of ``index.parquet`` for keys of ``key_type``."""
+    return pa.schema([pa.field("group_id", key_type, nullable=False), *INDEX_FIELDS])
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """One shard file as the manifest records it."""
+
+    file: str
+    num_rows: int
+    num_groups: int
+    num_bytes: int
+    file_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The content of ``grouparrow.json``: what a reader needs and trusts."""
+
+    schema: pa.Schema
+    key_column: str
+    key: dict[str, Any]
+    seed: int
+    num_groups: int
+    num_rows: int
+    num_bytes: int
+    shards: tuple[ShardInfo, ...]
+    source: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
+    grouparrow_version: str = ""
+    created_at: str = ""
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shards)
+
+    @property
+    def key_type(self) -> pa.DataType:
+        return self.schema.field(self.key_column).type
+
+    def to_json(self) -> str:
+        """The manifest as JSON text, human-readable schema included."""
+        body: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "grouparrow_version": self.grouparrow_version,
+            "created_at": self.created_at,
+            "num_groups": self.num_groups,
+            "num_rows": self.num_rows,
+            "num_bytes": self.num_bytes,
+            "key": {"column": self.key_column, "type": str(self.key_type), **self.key},
+            "seed": self.seed,
+            "sharding": {"hash": "md5", "num_shards": self.num_shards},
+            "schema": [
+                {"name": f.name, "type": str(f.type), "nullable": f.nullable}
+                for f in self.schema
+            ],
+            "arrow_schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
+            "shards": [asdict(s) for s in self.shards],
+            "stats": self.stats,
+            "source": self.source,
+            "build": self.build,
+        }
+        return json.dumps(body, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = MANIFEST) -> Manifest:
+        """Parse and validate manifest JSON; ``where`` names the file in errors."""
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise FormatError(f"{where} is not valid JSON ({exc}); the dataset is damaged") from exc
+        if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
+            raise FormatError(f"{where} is not a grouparrow manifest (no \"format\": \"grouparrow\")")
+        version = body.get("format_version")
+        if version != FORMAT_VERSION:
+            raise FormatError(
+                f"{where} has format_version {version!r}, but this grouparrow reads version "
+                f"{FORMAT_VERSION}; upgrade grouparrow (pip install -U grouparrow) or rebuild "
+                "the dataset with this version"
+            )
+        try:
+            schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(body["arrow_schema"])))
+            return cls(
+                schema=schema,
+                key_column=body["key"]["column"],
+                key={k: v for k, v in body["key"].items() if k not in ("column", "type")},
+                seed=int(body["seed"]),
+                num_groups=int(body["num_groups"]),
+                num_rows=int(body["num_rows"]),
+                num_bytes=int(body["num_bytes"]),
+                shards=tuple(ShardInfo(**s) for s in body["shards"]),
+                source=body.get("source", {}),
+                stats=body.get("stats", {}),
+                build=body.get("build", {}),
+                grouparrow_version=body.get("grouparrow_version", ""),
+                created_at=body.get("created_at", ""),
+            )
+        except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
+            raise FormatError(f"{where} is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read ``<path>/grouparrow.json``; a directory without one is not a grouped dataset."""
+    where = Path(path) / MANIFEST
+    try:
+        text = where.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no grouped dataset at {os.fspath(path)!r}") from None
+        raise FormatError(
+            f"{os.fspath(path)!r} is not a grouparrow dataset: it has no {MANIFEST} "
+            "(an interrupted build leaves none; rebuild it)"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{where} is not UTF-8 text; the dataset is damaged") from exc
+    return Manifest.from_json(text, str(where))
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    """Write the manifest durably: a temporary file, fsync, then an atomic rename."""
+    tmp = directory / f".{MANIFEST}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(manifest.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / MANIFEST)

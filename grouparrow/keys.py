@@ -1,0 +1,605 @@
+"""Key specs: how each row finds its group.
+
+A key is one of
+
+* a column name (``key="writer_id"``);
+* a DuckDB SQL expression over the columns, marked so it is never mistaken for a column
+  name (``key=ga.sql("regexp_extract(url, '//([^/]+)', 1)")``);
+* a Python function of one example (a ``dict`` of the columns it reads) returning ``str``,
+  ``bytes`` or ``int`` (``key=lambda ex: urlparse(ex["url"]).netloc``), optionally wrapped
+  in :func:`key_fn` to declare the columns it reads or its type;
+* a vectorized function of a ``pyarrow.RecordBatch`` returning an Arrow array, wrapped in
+  :func:`batch_key_fn`.
+
+Every form becomes a SQL expression; Python functions are registered on the build's DuckDB
+connection as Arrow UDFs and called from the grouping SQL. Keys are strings, binary or
+integers, and keep their type in the output.
+
+Example:
+    >>> from urllib.parse import urlparse
+    >>> host = key_fn(lambda ex: urlparse(ex["url"]).netloc, columns=["url"])
+    >>> host.columns
+    ('url',)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+import pyarrow as pa
+
+from grouparrow import _sql
+from grouparrow.errors import KeyFunctionError, KeySpecError
+
+if TYPE_CHECKING:
+    import duckdb
+
+KeyValue = Union[str, bytes, int]
+#: A function of one example (a mapping of column name to value) returning its group key.
+KeyFn = Callable[[Mapping[str, Any]], Union[KeyValue, None]]
+#: A vectorized function of a record batch returning one key per row.
+BatchKeyFn = Callable[[pa.RecordBatch], Union[pa.Array, pa.ChunkedArray, Sequence[Any]]]
+KeyType = Literal["string", "binary", "int64"]
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "int64": pa.int64(),
+}
+_PROBE_ROWS = 64
+_PREVIEW_CHARS = 240
+
+
+@dataclass(frozen=True, slots=True)
+class SQLKey:
+    """A DuckDB SQL expression over the source columns; made by :func:`sql`."""
+
+    expression: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleKeyFn:
+    """A per-example Python key function; made by :func:`key_fn`."""
+
+    fn: KeyFn
+    columns: tuple[str, ...] | None = None
+    type: KeyType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKeyFnSpec:
+    """A vectorized Python key function; made by :func:`batch_key_fn`."""
+
+    fn: BatchKeyFn
+    columns: tuple[str, ...] | None = None
+    type: KeyType | None = None
+
+
+KeySpec = Union[str, SQLKey, ExampleKeyFn, BatchKeyFnSpec, KeyFn]
+
+
+def sql(expression: str) -> SQLKey:
+    """Mark ``expression`` as DuckDB SQL computing the key from the source columns.
+
+    Example:
+        >>> sql("lower(regexp_extract(url, '//([^/:]+)', 1))").expression
+        "lower(regexp_extract(url, '//([^/:]+)', 1))"
+    """
+    if not isinstance(expression, str) or not expression.strip():
+        raise KeySpecError(f"ga.sql() takes a non-empty SQL expression, got {expression!r}")
+    return SQLKey(expression)
+
+
+def key_fn(
+    fn: KeyFn, *, columns: Sequence[str] | None = None, type: KeyType | None = None
+) -> ExampleKeyFn:
+    """A Python function of one example, as a key.
+
+    ``columns`` names the columns the function reads (only those are converted to Python);
+    by default grouparrow runs the function on the first rows and records what it reads.
+    ``type`` fixes the key type instead of inferring it from the first rows.
+
+    Example:
+        >>> spec = key_fn(lambda ex: ex["user"].lower(), columns=["user"], type="string")
+        >>> spec.type
+        'string'
+    """
+    return ExampleKeyFn(fn, _columns(columns), _check_type(type))
+
+
+def batch_key_fn(
+    fn: BatchKeyFn, *, columns: Sequence[str] | None = None, type: KeyType | None = None
+) -> BatchKeyFnSpec:
+    """A vectorized key: ``fn(batch: pyarrow.RecordBatch)`` returns one key per row.
+
+    ``columns`` limits the batch to the columns the function needs (faster); by default it
+    sees every source column.
+
+    Example:
+        >>> import pyarrow.compute as pc
+        >>> spec = batch_key_fn(lambda b: pc.utf8_lower(b["user"]), columns=["user"])
+        >>> spec.columns
+        ('user',)
+    """
+    return BatchKeyFnSpec(fn, _columns(columns), _check_type(type))
+
+
+def key_hash(key: KeyValue, seed: int) -> int:
+    """The 128-bit placement hash of a key, equal to the ``ga_hash_*`` SQL macros.
+
+    Example:
+        >>> key_hash("nytimes.com", 0) % 8 == key_hash("nytimes.com", 0) % 8
+        True
+    """
+    if isinstance(key, str):
+        data = key.encode("utf-8")
+    elif isinstance(key, bool):
+        raise TypeError("group keys are str, bytes or int, not bool")
+    elif isinstance(key, int):
+        data = str(key).encode("ascii")
+    else:
+        data = bytes(key)
+    digest = hashlib.md5(f"{seed}:".encode() + data, usedforsecurity=False).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _columns(columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        return (columns,)
+    return tuple(columns)
+
+
+def _check_type(type: str | None) -> KeyType | None:
+    if type is not None and type not in _ARROW_TYPES:
+        raise KeySpecError(f"key type {type!r} is not one of {', '.join(_ARROW_TYPES)}")
+    return type  # type: ignore[return-value]
+
+
+@dataclass(slots=True)
+class Key:
+    """A key spec resolved against a source schema: SQL to compute it, and its kind."""
+
+    expression: str
+    kind: Literal["column", "sql", "python", "python_batch"]
+    definition: str
+    udf: _ExampleUDF | _BatchUDF | None = None
+    duckdb_type: str = ""
+    arrow_type: pa.DataType | None = None
+
+    @property
+    def hash_expression(self) -> str:
+        """SQL for the placement hash of the key column (bound: ``$seed``)."""
+        return {"text": "ga_hash_text({k}, $seed)", "blob": "ga_hash_blob({k}, $seed)"}.get(
+            _family(self.duckdb_type), "ga_hash_text(CAST({k} AS VARCHAR), $seed)"
+        )
+
+    def failure(self) -> Exception | None:
+        """The error the key UDF met during the last query, if any (then cleared)."""
+        if self.udf is None:
+            return None
+        failure, self.udf.failure = self.udf.failure, None
+        return failure
+
+    def describe(self) -> dict[str, str]:
+        """The key's entry in the manifest."""
+        return {"kind": self.kind, "definition": self.definition}
+
+
+def resolve(
+    spec: KeySpec, schema: pa.Schema, sample: pa.RecordBatch, con: duckdb.DuckDBPyConnection
+) -> Key:
+    """Turn ``spec`` into a :class:`Key` over ``schema``; registers UDFs on ``con``.
+
+    ``sample`` holds the first rows of the source: Python key functions are run on them to
+    learn which columns they read and which type they return.
+    """
+    names = schema.names
+    if isinstance(spec, str):
+        if spec not in names:
+            raise KeySpecError(
+                f"key {spec!r} is not a column of the source (columns: {', '.join(names)}); "
+                f"to group by an expression, pass key=ga.sql({spec!r})"
+            )
+        key = Key(_sql.ident(spec), "column", spec)
+    elif isinstance(spec, SQLKey):
+        key = Key(f"({spec.expression})", "sql", spec.expression)
+    elif isinstance(spec, BatchKeyFnSpec):
+        key = _batch_key(spec, schema, sample, con)
+    elif isinstance(spec, ExampleKeyFn) or callable(spec):
+        if not isinstance(spec, ExampleKeyFn):
+            spec = ExampleKeyFn(spec)
+        key = _example_key(spec, schema, sample, con)
+    else:
+        raise KeySpecError(
+            f"key={spec!r} is not a key: pass a column name, ga.sql('<expression>'), "
+            "a function of one example, or ga.batch_key_fn(<function of a batch>)"
+        )
+    _type_key(key, schema, con)
+    return key
+
+
+def _type_key(key: Key, schema: pa.Schema, con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
+    probe = schema.append(pa.field("__ga_row", pa.int64())).empty_table()
+    con.register("__ga_probe", probe)
+    try:
+        relation = con.sql(f"SELECT {key.expression} AS k FROM __ga_probe")
+        key.duckdb_type = str(relation.types[0])
+        key.arrow_type = relation.to_arrow_table().schema.field(0).type
+    except duckdb.Error as exc:
+        raise KeySpecError(
+            f"key SQL expression {key.definition!r} does not work over the source columns "
+            f"({', '.join(schema.names)}): {exc}"
+        ) from exc
+    finally:
+        con.unregister("__ga_probe")
+    if _family(key.duckdb_type) is None:
+        fix = (
+            f'key=ga.sql("CAST({key.definition} AS VARCHAR)")'
+            if key.kind == "column"
+            else "convert it to a string, e.g. with CAST(... AS VARCHAR) or str()"
+        )
+        raise KeySpecError(
+            f"key {key.definition!r} has type {key.duckdb_type}; grouparrow groups by string, "
+            f"binary or integer keys: {fix}"
+        )
+    if pa.types.is_large_string(key.arrow_type) or pa.types.is_string_view(key.arrow_type):
+        key.arrow_type = pa.string()
+
+
+def _family(duckdb_type: str) -> str | None:
+    if duckdb_type == "VARCHAR":
+        return "text"
+    if duckdb_type == "BLOB":
+        return "blob"
+    if duckdb_type.rstrip("U") in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"} or (
+        duckdb_type in {"UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+    ):
+        return "integer"
+    return None
+
+
+def _register(udf: _ExampleUDF | _BatchUDF, name: str, schema: pa.Schema, con: Any) -> str:
+    """Register ``udf`` on ``con``; return the SQL that calls it on each row.
+
+    The columns the function reads travel as one STRUCT argument (DuckDB UDFs take a fixed
+    number of parameters), followed by the row's input position.
+    """
+    import duckdb
+
+    duck_type = {"string": "VARCHAR", "binary": "BLOB", "int64": "BIGINT"}[udf.type_name]
+    options = {"type": "arrow", "null_handling": "special", "side_effects": False}
+    if not udf.columns:
+        con.create_function(
+            name, udf.call_rows, [duckdb.sqltype("BIGINT")], duckdb.sqltype(duck_type), **options
+        )
+        return f"{name}(__ga_row)"
+    struct = "struct_pack(" + ", ".join(
+        f"{_sql.ident(c)} := {_sql.ident(c)}" for c in udf.columns
+    ) + ")"
+    con.register("__ga_types", schema.empty_table())
+    try:
+        struct_type = con.sql(f"SELECT {struct} FROM __ga_types").types[0]
+    finally:
+        con.unregister("__ga_types")
+    con.create_function(
+        name,
+        udf.call_struct,
+        [struct_type, duckdb.sqltype("BIGINT")],
+        duckdb.sqltype(duck_type),
+        **options,
+    )
+    return f"{name}({struct}, __ga_row)"
+
+
+def _check_columns(columns: Sequence[str], schema: pa.Schema) -> None:
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise KeySpecError(
+            f"key function columns {missing} are not columns of the source "
+            f"(columns: {', '.join(schema.names)})"
+        )
+
+
+def _example_key(
+    spec: ExampleKeyFn, schema: pa.Schema, sample: pa.RecordBatch, con: Any
+) -> Key:
+    rows = sample.slice(0, _PROBE_ROWS).to_pylist()
+    columns = spec.columns
+    if columns is None:
+        seen: set[str] = set()
+        values = [_probe(spec.fn, _Recorder(row, seen), i, row) for i, row in enumerate(rows)]
+        columns = tuple(c for c in schema.names if c in seen)
+    else:
+        _check_columns(columns, schema)
+        values = [
+            _probe(spec.fn, {c: row[c] for c in columns}, i, row) for i, row in enumerate(rows)
+        ]
+    type_name = spec.type or _infer_type(values, rows)
+    name = _qualname(spec.fn)
+    udf = _ExampleUDF(spec.fn, columns, type_name, name, tuple(schema.names))
+    return Key(_register(udf, "__ga_key_fn", schema, con), "python", name, udf)
+
+
+def _batch_key(spec: BatchKeyFnSpec, schema: pa.Schema, sample: pa.RecordBatch, con: Any) -> Key:
+    columns = spec.columns if spec.columns is not None else tuple(schema.names)
+    _check_columns(columns, schema)
+    name = _qualname(spec.fn)
+    type_name = spec.type
+    if type_name is None:
+        probe = sample.slice(0, _PROBE_ROWS).select(list(columns))
+        try:
+            result = _as_array(spec.fn(probe), probe.num_rows, name)
+        except KeyFunctionError:
+            raise
+        except Exception as exc:
+            raise KeyFunctionError(
+                f"key function {name} raised {type(exc).__name__}: {exc} on the batch of "
+                f"rows 0-{probe.num_rows - 1} (first row: {_preview(probe.slice(0, 1))})"
+            ) from exc
+        type_name = _arrow_type_name(result.type, name)
+    udf = _BatchUDF(spec.fn, columns, type_name, name)
+    return Key(_register(udf, "__ga_batch_key_fn", schema, con), "python_batch", name, udf)
+
+
+def _qualname(fn: Any) -> str:
+    module = getattr(fn, "__module__", None) or ""
+    qual = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{qual}" if module and module != "__main__" else qual
+
+
+class _Recorder(Mapping[str, Any]):
+    """A read-only example that notes which columns the key function reads."""
+
+    __slots__ = ("_row", "_seen")
+
+    def __init__(self, row: dict[str, Any], seen: set[str]) -> None:
+        self._row = row
+        self._seen = seen
+
+    def __getitem__(self, name: str) -> Any:
+        self._seen.add(name)
+        return self._row[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._seen.update(self._row)
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+
+def _probe(fn: KeyFn, example: Mapping[str, Any], i: int, row: dict[str, Any]) -> Any:
+    try:
+        return fn(example)
+    except Exception as exc:
+        raise KeyFunctionError(_raised_message(_qualname(fn), exc, i, row)) from exc
+
+
+def _raised_message(name: str, exc: BaseException, row: int, example: Mapping[str, Any]) -> str:
+    return (
+        f"key function {name} raised {type(exc).__name__}: {exc} on row {row} "
+        f"({_preview(example)}); fix the function, or return None for such rows and "
+        'pass on_null="drop" to skip them'
+    )
+
+
+def _infer_type(values: list[Any], rows: list[dict[str, Any]]) -> KeyType:
+    found: dict[str, int] = {}
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        name = _python_type_name(value)
+        if name is None:
+            raise KeyFunctionError(
+                f"key function returned {type(value).__name__} {value!r} for row {i} "
+                f"({_preview(rows[i])}); return str, bytes or int"
+            )
+        found.setdefault(name, i)
+    if len(found) > 1:
+        (a, i), (b, j) = list(found.items())[:2]
+        raise KeyFunctionError(
+            f"key function returned {a} for row {i} but {b} for row {j}; return one type for "
+            "every row, or declare it with ga.key_fn(fn, type=...)"
+        )
+    return next(iter(found), "string")  # type: ignore[return-value]
+
+
+def _python_type_name(value: Any) -> KeyType | None:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "binary"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "int64"
+    return None
+
+
+def _arrow_type_name(type_: pa.DataType, name: str) -> KeyType:
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return "string"
+    if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
+        return "binary"
+    if pa.types.is_integer(type_):
+        return "int64"
+    if pa.types.is_null(type_):
+        return "string"
+    raise KeyFunctionError(
+        f"key function {name} returned an array of type {type_}; return strings, binary or "
+        "integers (e.g. pyarrow.compute.cast(result, pyarrow.string()))"
+    )
+
+
+def _as_array(result: Any, length: int, name: str) -> pa.Array:
+    if isinstance(result, pa.ChunkedArray):
+        result = result.combine_chunks()
+    elif not isinstance(result, pa.Array):
+        try:
+            result = pa.array(result)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise KeyFunctionError(
+                f"key function {name} returned {type(result).__name__}, which is not an Arrow "
+                f"array of keys: {exc}"
+            ) from exc
+    if len(result) != length:
+        raise KeyFunctionError(
+            f"key function {name} returned {len(result)} keys for a batch of {length} rows; "
+            "return exactly one key per row"
+        )
+    return result
+
+
+def _preview(example: Mapping[str, Any] | pa.RecordBatch) -> str:
+    if isinstance(example, pa.RecordBatch):
+        rows = example.to_pylist()
+        example = rows[0] if rows else {}
+    parts = []
+    for name, value in example.items():
+        if isinstance(value, str) and len(value) > 60:
+            value = value[:57] + "..."
+        elif isinstance(value, (bytes, bytearray)) and len(value) > 16:
+            value = f"<{len(value)} bytes>"
+        parts.append(f"{name}={value!r}")
+    text = ", ".join(parts)
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 3] + "..."
+
+
+def _fields(columns: pa.ChunkedArray | pa.StructArray) -> list[pa.Array]:
+    if isinstance(columns, pa.ChunkedArray):
+        columns = columns.combine_chunks()
+    return columns.flatten()
+
+
+class _ExampleUDF:
+    """The DuckDB Arrow UDF that calls a per-example key function on each row."""
+
+    def __init__(
+        self, fn: KeyFn, columns: tuple[str, ...], type_name: KeyType, name: str,
+        all_columns: tuple[str, ...],
+    ) -> None:
+        self.fn = fn
+        self.columns = columns
+        self.type_name = type_name
+        self.type = _ARROW_TYPES[type_name]
+        self.name = name
+        self.all_columns = all_columns
+        self.failure: Exception | None = None
+
+    def _examples(self, cols: list[list[Any]], n: int) -> Iterator[dict[str, Any]]:
+        names = self.columns
+        if not names:
+            return (dict() for _ in range(n))
+        if len(names) == 1:
+            name = names[0]
+            return ({name: v} for v in cols[0])
+        return (dict(zip(names, values)) for values in zip(*cols))
+
+    def call_struct(self, columns: pa.ChunkedArray, rows: pa.ChunkedArray) -> pa.Array:
+        return self._call([a.to_pylist() for a in _fields(columns)], rows)
+
+    def call_rows(self, rows: pa.ChunkedArray) -> pa.Array:
+        return self._call([], rows)
+
+    def _call(self, cols: list[list[Any]], rows: pa.ChunkedArray) -> pa.Array:
+        fn = self.fn
+        try:
+            keys = [fn(example) for example in self._examples(cols, len(rows))]
+        except Exception as exc:
+            self.failure = self._locate_raise(cols, rows, exc)
+            raise
+        try:
+            return pa.array(keys, type=self.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
+            self.failure = self._locate_type(keys, cols, rows, exc)
+            raise
+
+    def _row(self, cols: list[list[Any]], i: int) -> dict[str, Any]:
+        return {name: col[i] for name, col in zip(self.columns, cols)}
+
+    def _locate_raise(
+        self, cols: list[list[Any]], rows: pa.ChunkedArray, exc: Exception
+    ) -> KeyFunctionError:
+        examples = self._examples(cols, len(rows))
+        for i, example in enumerate(itertools.islice(examples, len(rows))):
+            try:
+                self.fn(example)
+            except Exception as again:
+                exc = again
+                break
+        else:  # the function did not fail again: name the whole chunk
+            i = 0
+        row = rows[i].as_py()
+        missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+        if isinstance(missing, str) and missing in self.all_columns:
+            error = KeyFunctionError(
+                f"key function {self.name} read column {missing!r} on row {row}, which it did "
+                "not read on the first rows, so it was not passed to it; declare the columns "
+                f"it reads: key=ga.key_fn(fn, columns=[...{missing!r}...])"
+            )
+        else:
+            error = KeyFunctionError(_raised_message(self.name, exc, row, self._row(cols, i)))
+        error.__cause__ = exc
+        return error
+
+    def _locate_type(
+        self, keys: list[Any], cols: list[list[Any]], rows: pa.ChunkedArray, exc: Exception
+    ) -> KeyFunctionError:
+        for i, value in enumerate(keys):
+            if value is not None and _python_type_name(value) != self.type_name:
+                error = KeyFunctionError(
+                    f"key function {self.name} returned {type(value).__name__} {value!r} for "
+                    f"row {rows[i].as_py()} ({_preview(self._row(cols, i))}), but "
+                    f"{self.type_name} keys for the first rows; return one type for every row "
+                    "(str, bytes or int), or declare it with ga.key_fn(fn, type=...)"
+                )
+                break
+        else:
+            error = KeyFunctionError(f"key function {self.name} returned unusable keys: {exc}")
+        error.__cause__ = exc
+        return error
+
+
+class _BatchUDF:
+    """The DuckDB Arrow UDF that calls a vectorized key function on each chunk."""
+
+    def __init__(
+        self, fn: BatchKeyFn, columns: tuple[str, ...], type_name: KeyType, name: str
+    ) -> None:
+        self.fn = fn
+        self.columns = columns
+        self.type_name = type_name
+        self.type = _ARROW_TYPES[type_name]
+        self.name = name
+        self.failure: Exception | None = None
+
+    def call_struct(self, columns: pa.ChunkedArray, rows: pa.ChunkedArray) -> pa.Array:
+        batch = pa.RecordBatch.from_arrays(_fields(columns), names=list(self.columns))
+        return self._call(batch, rows)
+
+    def call_rows(self, rows: pa.ChunkedArray) -> pa.Array:
+        return self._call(pa.RecordBatch.from_pydict({}, schema=pa.schema([])), rows)
+
+    def _call(self, batch: pa.RecordBatch, rows: pa.ChunkedArray) -> pa.Array:
+        try:
+            result = _as_array(self.fn(batch), batch.num_rows, self.name)
+            if result.type != self.type:
+                result = result.cast(self.type)
+            return result
+        except Exception as exc:
+            if isinstance(exc, KeyFunctionError):
+                self.failure = exc
+            else:
+                first, last = rows[0].as_py(), rows[len(rows) - 1].as_py()
+                self.failure = KeyFunctionError(
+                    f"key function {self.name} raised {type(exc).__name__}: {exc} on the batch "
+                    f"of rows {first}-{last} (first row: {_preview(batch.slice(0, 1))})"
+                )
+                self.failure.__cause__ = exc
+            raise

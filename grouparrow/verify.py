@@ -1,0 +1,170 @@
+"""Checking a grouped dataset against its manifest: files, checksums, index, contiguity.
+
+Example:
+    >>> report = verify("out/fedc4-sample")     # doctest: +SKIP
+    >>> report.ok, report.problems              # doctest: +SKIP
+    (True, [])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from grouparrow.errors import FormatError
+from grouparrow.format import INDEX, Manifest, index_schema, read_manifest
+
+_CHUNK = 4 * 2**20
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What :func:`verify` found: ``problems`` is empty when the dataset is sound."""
+
+    path: str
+    problems: list[str] = field(default_factory=list)
+    checked_shards: int = 0
+    checked_groups: int = 0
+    checked_rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        head = (
+            f"{self.path}: {self.checked_shards} shards, {self.checked_groups:,} groups, "
+            f"{self.checked_rows:,} rows checked"
+        )
+        if self.ok:
+            return f"{head}: OK"
+        return "\n".join([f"{head}: {len(self.problems)} problem(s)", *(f"  - {p}" for p in self.problems)])
+
+
+def verify(path: str | os.PathLike[str], *, checksums: bool = True) -> VerifyReport:
+    """Check the dataset at ``path``: manifest, shard sizes and SHA-256 (``checksums``),
+    the index against the data (ids, offsets, row counts), and that each group's rows are
+    contiguous. Returns a report listing every problem found, naming the file.
+    """
+    report = VerifyReport(str(path))
+    try:
+        manifest = read_manifest(path)
+    except (FormatError, FileNotFoundError) as exc:
+        report.problems.append(str(exc))
+        return report
+    root = Path(path)
+    index = _read_index(root, manifest, report)
+    start = 0
+    for shard, info in enumerate(manifest.shards):
+        part = None
+        if index is not None:
+            part = index.slice(start, info.num_groups)
+            start += info.num_groups
+        _check_shard(root, manifest, shard, part, checksums, report)
+    return report
+
+
+def _read_index(root: Path, manifest: Manifest, report: VerifyReport) -> pa.Table | None:
+    path = root / INDEX
+    try:
+        index = pq.read_table(path)
+    except FileNotFoundError:
+        report.problems.append(f"{path}: missing")
+        return None
+    except (pa.ArrowException, OSError) as exc:
+        report.problems.append(f"{path}: cannot be read ({exc})")
+        return None
+    expected = index_schema(manifest.key_type)
+    if not index.schema.equals(expected, check_metadata=False):
+        report.problems.append(f"{path}: schema {index.schema} differs from {expected}")
+        return None
+    if index.num_rows != manifest.num_groups:
+        report.problems.append(
+            f"{path}: {index.num_rows} rows, but the manifest lists {manifest.num_groups} groups"
+        )
+        return None
+    shards = index.column("shard").to_numpy()
+    expected_shards = np.repeat(
+        np.arange(manifest.num_shards), [s.num_groups for s in manifest.shards]
+    )
+    if not np.array_equal(shards, expected_shards):
+        report.problems.append(f"{path}: shard numbers disagree with the manifest's group counts")
+        return None
+    if pc.count_distinct(index.column("group_id")).as_py() != index.num_rows:
+        report.problems.append(f"{path}: some group id appears more than once")
+    if sum(s.num_rows for s in manifest.shards) != manifest.num_rows:
+        report.problems.append(f"{root}/grouparrow.json: shard row counts do not add up to num_rows")
+    report.checked_groups = index.num_rows
+    return index
+
+
+def _check_shard(
+    root: Path, manifest: Manifest, shard: int, part: pa.Table | None, checksums: bool,
+    report: VerifyReport,
+) -> None:
+    info = manifest.shards[shard]
+    path = root / info.file
+    problems = report.problems
+    if not path.is_file():
+        problems.append(f"{path}: missing")
+        return
+    size = path.stat().st_size
+    if size != info.file_bytes:
+        problems.append(f"{path}: {size} bytes, the manifest says {info.file_bytes}")
+        return
+    if checksums and _sha256(path) != info.sha256:
+        problems.append(f"{path}: SHA-256 differs from the manifest (the file changed or is damaged)")
+        return
+    try:
+        file = pq.ParquetFile(path)
+        if not file.schema_arrow.equals(manifest.schema, check_metadata=False):
+            problems.append(f"{path}: schema differs from the manifest's")
+            return
+        keys = file.read(columns=[manifest.key_column]).column(0).combine_chunks()
+    except (pa.ArrowException, OSError) as exc:
+        problems.append(f"{path}: cannot be read ({exc})")
+        return
+    report.checked_shards += 1
+    report.checked_rows += len(keys)
+    if len(keys) != info.num_rows:
+        problems.append(f"{path}: {len(keys)} rows, the manifest says {info.num_rows}")
+        return
+    if part is None:
+        return
+    n = len(keys)
+    starts = np.zeros(0, np.int64)
+    if n:
+        change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+    run_keys = keys.take(pa.array(starts))
+    lengths = np.diff(np.append(starts, n))
+    if pc.count_distinct(run_keys).as_py() != len(run_keys):
+        problems.append(f"{path}: the rows of some group are not contiguous")
+    if len(run_keys) != part.num_rows:
+        problems.append(
+            f"{path}: {len(run_keys)} groups in the data, {part.num_rows} in {INDEX}"
+        )
+        return
+    if not run_keys.equals(part.column("group_id").combine_chunks().cast(run_keys.type)):
+        problems.append(f"{path}: group ids or their order differ from {INDEX}")
+    if not np.array_equal(starts, part.column("offset").to_numpy()):
+        problems.append(f"{path}: group offsets differ from {INDEX}")
+    if not np.array_equal(lengths, part.column("num_rows").to_numpy()):
+        problems.append(f"{path}: group row counts differ from {INDEX}")
+    if info.num_groups != part.num_rows:
+        problems.append(f"{path}: {part.num_rows} groups, the manifest says {info.num_groups}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
