@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from grouparrow import examples
 from grouparrow.build import build
 from grouparrow.dataset import Group, GroupedDataset, PartitionedDataset, open
 from grouparrow.errors import (
@@ -43,9 +44,11 @@ __all__ = [
     "PartitionedDataset",
     "RowKeyError",
     "SourceError",
+    "VerifyReport",
     "__version__",
     "batch_key_fn",
     "build",
+    "examples",
     "key_fn",
     "key_hash",
     "open",

@@ -18,6 +18,7 @@ class Progress:
         self.phase = "reading"
         self._start = time.monotonic()
         self._last = 0.0
+        self._closed = False
 
     def add_rows(self, n: int) -> None:
         self.rows += n
@@ -42,7 +43,8 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and not self._closed:
+            self._closed = True
             self._show(force=True)
             self.stream.write("\n")
             self.stream.flush()

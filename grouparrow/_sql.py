@@ -40,9 +40,7 @@ def load(name: str) -> str:
 def render(name: str, /, **parts: str) -> str:
     """``sql/<name>.sql`` with each ``{{ part }}`` replaced by already-quoted SQL text."""
     # Comment lines document the placeholders; they are not part of the statement.
-    text = "\n".join(
-        line for line in load(name).splitlines() if not line.lstrip().startswith("--")
-    )
+    text = "\n".join(line for line in load(name).splitlines() if not line.lstrip().startswith("--"))
     wanted = set(_PLACEHOLDER.findall(text))
     if wanted != set(parts):
         raise TypeError(f"{name}.sql takes {sorted(wanted)}, got {sorted(parts)}")

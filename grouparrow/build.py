@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
-import hashlib
 import math
 import os
 import re
@@ -43,6 +42,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from grouparrow import _arrow, _sql
+from grouparrow._progress import Progress
+from grouparrow._writer import GroupRuns, ShardWriter
 from grouparrow.errors import (
     GroupArrowError,
     KeySpecError,
@@ -59,7 +60,6 @@ from grouparrow.format import (
     shard_file,
     write_manifest,
 )
-from grouparrow._progress import Progress
 from grouparrow.keys import Key, KeySpec, resolve
 from grouparrow.sources import open_source
 
@@ -71,7 +71,6 @@ OnNull = Literal["error", "drop"]
 
 #: Uncompressed bytes per Parquet row group of the output.
 ROW_GROUP_BYTES = 16 * 2**20
-_ROW_GROUP_ROWS = (4_096, 65_536)
 _BATCH_ROWS = 65_536
 _UNKNOWN_SIZE_SHARDS = 8
 _RESERVED = "__ga_"
@@ -185,6 +184,7 @@ def build(
         con = None
         _commit(tmp, out, mode)
     except BaseException:
+        reporter.close()
         if con is not None:
             con.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -202,8 +202,14 @@ class _Options:
 
     @classmethod
     def check(
-        cls, mode: str, on_null: str, num_shards: int | None, key_column: str,
-        row_group_bytes: int, memory_limit: int | str | None, threads: int | None,
+        cls,
+        mode: str,
+        on_null: str,
+        num_shards: int | None,
+        key_column: str,
+        row_group_bytes: int,
+        memory_limit: int | str | None,
+        threads: int | None,
     ) -> _Options:
         if mode not in ("error", "overwrite"):
             raise ValueError(f"mode={mode!r} is not one of 'error', 'overwrite'")
@@ -224,8 +230,16 @@ class _Options:
 
 
 _UNITS = {
-    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
 }
 
 
@@ -346,8 +360,14 @@ class _Plan:
 
     @classmethod
     def make(
-        cls, source_schema: pa.Schema, key: Key, key_column: str, on_null: str,
-        text_columns: Sequence[str] | None, seed: int, num_shards: int,
+        cls,
+        source_schema: pa.Schema,
+        key: Key,
+        key_column: str,
+        on_null: str,
+        text_columns: Sequence[str] | None,
+        seed: int,
+        num_shards: int,
     ) -> _Plan:
         names = source_schema.names
         exclude = ["__ga_key"]
@@ -366,7 +386,11 @@ class _Plan:
             words = [f.name for f in kept if _arrow.is_text(f.type)]
         else:
             words = list(text_columns)
-            bad = [c for c in words if c not in names or not _arrow.is_text(source_schema.field(c).type)]
+            bad = [
+                c
+                for c in words
+                if c not in names or not _arrow.is_text(source_schema.field(c).type)
+            ]
             if bad:
                 raise KeySpecError(
                     f"text_columns {bad} are not string columns of the source "
@@ -375,8 +399,9 @@ class _Plan:
         if on_null == "drop":
             check, where = "__ga_key", "WHERE __ga_key IS NOT NULL"
         else:
+            shown = [*key.columns, *(n for n in names if n not in key.columns)]
             preview = ", ".join(
-                f"{_sql.ident(n)} := {_sql.ident(n)}" for n in names[:_PREVIEW_COLUMNS]
+                f"{_sql.ident(n)} := {_sql.ident(n)}" for n in shown[:_PREVIEW_COLUMNS]
             )
             check = (
                 "CASE WHEN __ga_key IS NULL THEN error("
@@ -407,8 +432,12 @@ class _Plan:
 
 
 def _run(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, tmp: Path, stream: _Stream,
-    options: _Options, progress: Progress,
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    tmp: Path,
+    stream: _Stream,
+    options: _Options,
+    progress: Progress,
 ) -> tuple[list[ShardInfo], int]:
     (tmp / "data").mkdir()
     if plan.num_shards > 1:
@@ -432,7 +461,9 @@ def _run(
                     pattern = _sql.literal(str(files / "*.parquet"))
                     rows_sql = f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true)"
             name = shard_file(shard, plan.num_shards)
-            info, index = _cluster_shard(con, plan, stream, rows_sql, tmp / name, name, shard, options)
+            info, index = _cluster_shard(
+                con, plan, stream, rows_sql, tmp / name, name, shard, options
+            )
             index_writer.write_table(index, row_group_size=max(index.num_rows, 1))
             infos.append(info)
             total_bytes += info.num_bytes
@@ -465,7 +496,7 @@ def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException
         row, _, preview = text[mark + len(_NULL_MARK) :].partition(":")
         return NullKeyError(
             f"the key ({plan.key.kind} {plan.key.definition!r}) is null for row {row} "
-            f"({preview.strip()}); fix the key, or pass on_null=\"drop\" to skip rows "
+            f'({preview.strip()}); fix the key, or pass on_null="drop" to skip rows '
             "whose key is null"
         )
     if isinstance(exc, duckdb.OutOfMemoryException):
@@ -477,20 +508,17 @@ def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException
 
 
 def _cluster_shard(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, rows_sql: str | None,
-    path: Path, name: str, shard: int, options: _Options,
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    stream: _Stream,
+    rows_sql: str | None,
+    path: Path,
+    name: str,
+    shard: int,
+    options: _Options,
 ) -> tuple[ShardInfo, pa.Table]:
-    sink = _HashingFile(path)
-    writer = pq.ParquetWriter(
-        sink,
-        plan.schema,
-        compression="zstd",
-        write_page_index=True,
-        data_page_size=64 * 2**10,
-        write_statistics=[plan.key_column],
-    )
-    runs = _Runs(plan.schema.field(0).type)
-    rows = _RowGroups(writer, options.row_group_bytes)
+    writer = ShardWriter(path, plan.schema, plan.key_column, options.row_group_bytes)
+    runs = GroupRuns(plan.schema.field(0).type)
     try:
         if rows_sql is not None:
             query = _sql.render("cluster", rows=rows_sql, key_column=_sql.ident(plan.key_column))
@@ -503,161 +531,23 @@ def _cluster_shard(
                         _arrow.batch_row_nbytes(batch),
                         _arrow.row_words(batch, plan.text_columns),
                     )
-                    rows.add(batch)
+                    writer.add(batch)
             except duckdb.Error as exc:
                 raise _translate(exc, plan, stream) from exc
-        rows.close()
-    finally:
-        writer.close()
-        sink.close()
+        num_rows, file_bytes, sha256 = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     index = runs.table(shard)
-    if pc.count_distinct(index.column(0)).as_py() != index.num_rows:
-        raise GroupArrowError(
-            f"internal error: the rows of some group of shard {shard} did not come out "
-            "contiguous; please report this with your DuckDB version"
-        )
-    num_bytes = int(pc.sum(index.column("num_bytes")).as_py() or 0)
     info = ShardInfo(
         file=name,
-        num_rows=rows.num_rows,
+        num_rows=num_rows,
         num_groups=index.num_rows,
-        num_bytes=num_bytes,
-        file_bytes=sink.size,
-        sha256=sink.hexdigest(),
+        num_bytes=int(pc.sum(index.column("num_bytes")).as_py() or 0),
+        file_bytes=file_bytes,
+        sha256=sha256,
     )
     return info, index
-
-
-class _RowGroups:
-    """Buffers batches and writes row groups of about ``target_bytes`` each."""
-
-    def __init__(self, writer: pq.ParquetWriter, target_bytes: int) -> None:
-        self.writer = writer
-        self.target_bytes = target_bytes
-        self.target_rows: int | None = None
-        self.buffer: list[pa.RecordBatch] = []
-        self.buffered = 0
-        self.num_rows = 0
-
-    def add(self, batch: pa.RecordBatch) -> None:
-        if not batch.num_rows:
-            return
-        if self.target_rows is None:
-            per_row = max(batch.nbytes / batch.num_rows, 1.0)
-            low, high = _ROW_GROUP_ROWS
-            self.target_rows = int(min(max(self.target_bytes / per_row, low), high))
-        self.buffer.append(batch)
-        self.buffered += batch.num_rows
-        self.num_rows += batch.num_rows
-        while self.buffered >= self.target_rows:
-            table = pa.Table.from_batches(self.buffer)
-            self.writer.write_table(table.slice(0, self.target_rows), self.target_rows)
-            rest = table.slice(self.target_rows)
-            self.buffer = rest.to_batches()
-            self.buffered = rest.num_rows
-
-    def close(self) -> None:
-        if self.buffered:
-            self.writer.write_table(pa.Table.from_batches(self.buffer), self.buffered)
-        self.buffer, self.buffered = [], 0
-
-
-class _Runs:
-    """The runs of equal keys over a shard's sorted batches: the shard's index rows."""
-
-    def __init__(self, key_type: pa.DataType) -> None:
-        self.key_type = key_type
-        self.keys: list[pa.Array] = []
-        self.starts: list[np.ndarray] = []
-        self.lengths: list[np.ndarray] = []
-        self.nbytes: list[np.ndarray] = []
-        self.words: list[np.ndarray] = []
-        self.offset = 0
-        self.last: Any = None
-
-    def add(self, keys: pa.Array, nbytes: np.ndarray, words: np.ndarray) -> None:
-        n = len(keys)
-        if not n:
-            return
-        if n > 1:
-            change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-            starts = np.concatenate(
-                [[0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1]
-            )
-        else:
-            starts = np.zeros(1, np.int64)
-        lengths = np.diff(np.append(starts, n))
-        run_bytes = np.add.reduceat(nbytes, starts)
-        run_words = np.add.reduceat(words, starts)
-        run_keys = keys.take(pa.array(starts))
-        if self.last is not None and keys[0].as_py() == self.last:
-            # The previous batch's last group continues here.
-            self.lengths[-1][-1] += lengths[0]
-            self.nbytes[-1][-1] += run_bytes[0]
-            self.words[-1][-1] += run_words[0]
-            starts, lengths = starts[1:], lengths[1:]
-            run_bytes, run_words, run_keys = run_bytes[1:], run_words[1:], run_keys.slice(1)
-        self.keys.append(run_keys)
-        self.starts.append(starts + self.offset)
-        self.lengths.append(lengths)
-        self.nbytes.append(run_bytes)
-        self.words.append(run_words)
-        self.offset += n
-        self.last = keys[n - 1].as_py()
-
-    def table(self, shard: int) -> pa.Table:
-        def cat(parts: list[np.ndarray]) -> np.ndarray:
-            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-
-        offsets = cat(self.starts)
-        keys = pa.concat_arrays(self.keys) if self.keys else pa.array([], self.key_type)
-        return pa.Table.from_arrays(
-            [
-                keys.cast(self.key_type),
-                pa.array(np.full(len(offsets), shard, np.int32)),
-                pa.array(offsets),
-                pa.array(cat(self.lengths)),
-                pa.array(cat(self.nbytes)),
-                pa.array(cat(self.words)),
-            ],
-            schema=index_schema(self.key_type),
-        )
-
-
-class _HashingFile:
-    """A write-only file that computes its SHA-256 and size as it is written."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self._hash.update(view)
-        self._file.write(view)
-        self.size += view.nbytes
-        return view.nbytes
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        if not self.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self.closed = True
-
-    def writable(self) -> bool:
-        return True
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 def _commit(tmp: Path, out: Path, mode: str) -> None:

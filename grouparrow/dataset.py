@@ -161,7 +161,9 @@ class GroupedDataset:
         try:
             index = pq.ParquetFile(self.path / INDEX)
         except FileNotFoundError:
-            raise CorruptDatasetError(f"{self.path / INDEX} is missing; rebuild the dataset") from None
+            raise CorruptDatasetError(
+                f"{self.path / INDEX} is missing; rebuild the dataset"
+            ) from None
         except (pa.ArrowException, OSError) as exc:
             raise CorruptDatasetError(f"{self.path / INDEX} cannot be read: {exc}") from exc
         if index.metadata.num_rows != self.num_groups:
@@ -313,7 +315,7 @@ class GroupedDataset:
         schema = self.schema if names is None else pa.schema([self.schema.field(n) for n in names])
         rg = bisect.bisect_right(starts, offsets[0]) - 1
         batch, lo, hi = None, 0, 0
-        for gid, offset, count in zip(ids, offsets, counts):
+        for gid, offset, count in zip(ids, offsets, counts, strict=True):
             pieces = []
             while count > 0:
                 while offset >= hi:
@@ -366,7 +368,9 @@ class GroupedDataset:
 
     def _damaged(self, shard: int, exc: BaseException) -> FormatError:
         path = self.path / self.manifest.shards[shard].file
-        return CorruptDatasetError(f"shard file {path} cannot be read ({exc}); run grouparrow verify")
+        return CorruptDatasetError(
+            f"shard file {path} cannot be read ({exc}); run grouparrow verify"
+        )
 
 
 def _remember(cache: OrderedDict[int, Any], key: int, value: Any, size: int) -> None:
@@ -376,7 +380,7 @@ def _remember(cache: OrderedDict[int, Any], key: int, value: Any, size: int) -> 
         cache.popitem(last=False)
 
 
-def open(path: str | os.PathLike[str]) -> GroupedDataset:  # noqa: A001 - the public verb
+def open(path: str | os.PathLike[str]) -> GroupedDataset:
     """Open the grouped dataset at ``path`` (a directory written by :func:`grouparrow.build`).
 
     Example:

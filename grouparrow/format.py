@@ -96,8 +96,7 @@ class Manifest:
             "seed": self.seed,
             "sharding": {"hash": "md5", "num_shards": self.num_shards},
             "schema": [
-                {"name": f.name, "type": str(f.type), "nullable": f.nullable}
-                for f in self.schema
+                {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in self.schema
             ],
             "arrow_schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
             "shards": [asdict(s) for s in self.shards],
@@ -115,7 +114,7 @@ class Manifest:
         except ValueError as exc:
             raise FormatError(f"{where} is not valid JSON ({exc}); the dataset is damaged") from exc
         if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
-            raise FormatError(f"{where} is not a grouparrow manifest (no \"format\": \"grouparrow\")")
+            raise FormatError(f'{where} is not a grouparrow manifest (no "format": "grouparrow")')
         version = body.get("format_version")
         if version != FORMAT_VERSION:
             raise FormatError(

@@ -25,10 +25,9 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
@@ -38,11 +37,11 @@ from grouparrow.errors import KeyFunctionError, KeySpecError
 if TYPE_CHECKING:
     import duckdb
 
-KeyValue = Union[str, bytes, int]
+KeyValue = str | bytes | int
 #: A function of one example (a mapping of column name to value) returning its group key.
-KeyFn = Callable[[Mapping[str, Any]], Union[KeyValue, None]]
+KeyFn = Callable[[Mapping[str, Any]], KeyValue | None]
 #: A vectorized function of a record batch returning one key per row.
-BatchKeyFn = Callable[[pa.RecordBatch], Union[pa.Array, pa.ChunkedArray, Sequence[Any]]]
+BatchKeyFn = Callable[[pa.RecordBatch], pa.Array | pa.ChunkedArray | Sequence[Any]]
 KeyType = Literal["string", "binary", "int64"]
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -79,7 +78,7 @@ class BatchKeyFnSpec:
     type: KeyType | None = None
 
 
-KeySpec = Union[str, SQLKey, ExampleKeyFn, BatchKeyFnSpec, KeyFn]
+KeySpec = str | SQLKey | ExampleKeyFn | BatchKeyFnSpec | KeyFn
 
 
 def sql(expression: str) -> SQLKey:
@@ -178,6 +177,13 @@ class Key:
         return {"text": "ga_hash_text({k}, $seed)", "blob": "ga_hash_blob({k}, $seed)"}.get(
             _family(self.duckdb_type), "ga_hash_text(CAST({k} AS VARCHAR), $seed)"
         )
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The source columns the key reads, where known (column keys and Python keys)."""
+        if self.kind == "column":
+            return (self.definition,)
+        return self.udf.columns if self.udf is not None else ()
 
     def failure(self) -> Exception | None:
         """The error the key UDF met during the last query, if any (then cleared)."""
@@ -281,9 +287,9 @@ def _register(udf: _ExampleUDF | _BatchUDF, name: str, schema: pa.Schema, con: A
             name, udf.call_rows, [duckdb.sqltype("BIGINT")], duckdb.sqltype(duck_type), **options
         )
         return f"{name}(__ga_row)"
-    struct = "struct_pack(" + ", ".join(
-        f"{_sql.ident(c)} := {_sql.ident(c)}" for c in udf.columns
-    ) + ")"
+    struct = (
+        "struct_pack(" + ", ".join(f"{_sql.ident(c)} := {_sql.ident(c)}" for c in udf.columns) + ")"
+    )
     con.register("__ga_types", schema.empty_table())
     try:
         struct_type = con.sql(f"SELECT {struct} FROM __ga_types").types[0]
@@ -308,9 +314,7 @@ def _check_columns(columns: Sequence[str], schema: pa.Schema) -> None:
         )
 
 
-def _example_key(
-    spec: ExampleKeyFn, schema: pa.Schema, sample: pa.RecordBatch, con: Any
-) -> Key:
+def _example_key(spec: ExampleKeyFn, schema: pa.Schema, sample: pa.RecordBatch, con: Any) -> Key:
     rows = sample.slice(0, _PROBE_ROWS).to_pylist()
     columns = spec.columns
     if columns is None:
@@ -481,7 +485,11 @@ class _ExampleUDF:
     """The DuckDB Arrow UDF that calls a per-example key function on each row."""
 
     def __init__(
-        self, fn: KeyFn, columns: tuple[str, ...], type_name: KeyType, name: str,
+        self,
+        fn: KeyFn,
+        columns: tuple[str, ...],
+        type_name: KeyType,
+        name: str,
         all_columns: tuple[str, ...],
     ) -> None:
         self.fn = fn
@@ -499,7 +507,7 @@ class _ExampleUDF:
         if len(names) == 1:
             name = names[0]
             return ({name: v} for v in cols[0])
-        return (dict(zip(names, values)) for values in zip(*cols))
+        return (dict(zip(names, values, strict=True)) for values in zip(*cols, strict=True))
 
     def call_struct(self, columns: pa.ChunkedArray, rows: pa.ChunkedArray) -> pa.Array:
         return self._call([a.to_pylist() for a in _fields(columns)], rows)
@@ -521,20 +529,19 @@ class _ExampleUDF:
             raise
 
     def _row(self, cols: list[list[Any]], i: int) -> dict[str, Any]:
-        return {name: col[i] for name, col in zip(self.columns, cols)}
+        return {name: col[i] for name, col in zip(self.columns, cols, strict=True)}
 
     def _locate_raise(
         self, cols: list[list[Any]], rows: pa.ChunkedArray, exc: Exception
     ) -> KeyFunctionError:
-        examples = self._examples(cols, len(rows))
-        for i, example in enumerate(itertools.islice(examples, len(rows))):
+        # Run row by row to find the row that fails (the first of the chunk if none does).
+        i = 0
+        for position, example in enumerate(self._examples(cols, len(rows))):
             try:
                 self.fn(example)
             except Exception as again:
-                exc = again
+                exc, i = again, position
                 break
-        else:  # the function did not fail again: name the whole chunk
-            i = 0
         row = rows[i].as_py()
         missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
         if isinstance(missing, str) and missing in self.all_columns:

@@ -45,7 +45,9 @@ class VerifyReport:
         )
         if self.ok:
             return f"{head}: OK"
-        return "\n".join([f"{head}: {len(self.problems)} problem(s)", *(f"  - {p}" for p in self.problems)])
+        return "\n".join(
+            [f"{head}: {len(self.problems)} problem(s)", *(f"  - {p}" for p in self.problems)]
+        )
 
 
 def verify(path: str | os.PathLike[str], *, checksums: bool = True) -> VerifyReport:
@@ -100,13 +102,19 @@ def _read_index(root: Path, manifest: Manifest, report: VerifyReport) -> pa.Tabl
     if pc.count_distinct(index.column("group_id")).as_py() != index.num_rows:
         report.problems.append(f"{path}: some group id appears more than once")
     if sum(s.num_rows for s in manifest.shards) != manifest.num_rows:
-        report.problems.append(f"{root}/grouparrow.json: shard row counts do not add up to num_rows")
+        report.problems.append(
+            f"{root}/grouparrow.json: shard row counts do not add up to num_rows"
+        )
     report.checked_groups = index.num_rows
     return index
 
 
 def _check_shard(
-    root: Path, manifest: Manifest, shard: int, part: pa.Table | None, checksums: bool,
+    root: Path,
+    manifest: Manifest,
+    shard: int,
+    part: pa.Table | None,
+    checksums: bool,
     report: VerifyReport,
 ) -> None:
     info = manifest.shards[shard]
@@ -120,7 +128,9 @@ def _check_shard(
         problems.append(f"{path}: {size} bytes, the manifest says {info.file_bytes}")
         return
     if checksums and _sha256(path) != info.sha256:
-        problems.append(f"{path}: SHA-256 differs from the manifest (the file changed or is damaged)")
+        problems.append(
+            f"{path}: SHA-256 differs from the manifest (the file changed or is damaged)"
+        )
         return
     try:
         file = pq.ParquetFile(path)
@@ -148,9 +158,7 @@ def _check_shard(
     if pc.count_distinct(run_keys).as_py() != len(run_keys):
         problems.append(f"{path}: the rows of some group are not contiguous")
     if len(run_keys) != part.num_rows:
-        problems.append(
-            f"{path}: {len(run_keys)} groups in the data, {part.num_rows} in {INDEX}"
-        )
+        problems.append(f"{path}: {len(run_keys)} groups in the data, {part.num_rows} in {INDEX}")
         return
     if not run_keys.equals(part.column("group_id").combine_chunks().cast(run_keys.type)):
         problems.append(f"{path}: group ids or their order differ from {INDEX}")
