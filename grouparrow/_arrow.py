@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -21,6 +22,29 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         _cast(column, field.type) for column, field in zip(batch.columns, schema, strict=True)
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def duckdb_safe(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the types DuckDB cannot carry unchanged replaced by ones it can.
+
+    DuckDB reads durations as intervals and has no half floats; such columns travel as
+    int64 / float32 and :func:`conform` casts them back.
+    """
+    fields = []
+    for field in schema:
+        if pa.types.is_duration(field.type):
+            field = field.with_type(pa.int64())
+        elif pa.types.is_float16(field.type):
+            field = field.with_type(pa.float32())
+        fields.append(field)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def parquet_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` as it reads back from Parquet (e.g. ``timestamp[s]`` -> ``timestamp[ms]``)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    return pq.read_schema(pa.BufferReader(sink.getvalue()))
 
 
 def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
@@ -48,10 +72,14 @@ def row_nbytes(array: pa.Array) -> np.ndarray:
     if _is_var_width(kind):
         offsets = _offsets(array)
         return np.diff(offsets).astype(np.int64) + offsets.itemsize
+    if pa.types.is_string_view(kind) or pa.types.is_binary_view(kind):
+        plain = pa.large_string() if pa.types.is_string_view(kind) else pa.large_binary()
+        return row_nbytes(array.cast(plain)) + 8  # a view is 16 bytes, a large offset 8
     if pa.types.is_fixed_size_list(kind):
-        child = row_nbytes(array.flatten())
-        return child.reshape(n, kind.list_size).sum(axis=1) if n else np.zeros(0, np.int64)
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        size = kind.list_size
+        child = row_nbytes(array.values.slice(array.offset * size, n * size))
+        return child.reshape(n, size).sum(axis=1) if n else np.zeros(0, np.int64)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
         offsets = _offsets(array)
         child = row_nbytes(array.values.slice(offsets[0], offsets[-1] - offsets[0]))
         sums = np.concatenate([[0], np.cumsum(child)])
@@ -62,9 +90,13 @@ def row_nbytes(array: pa.Array) -> np.ndarray:
         for i in range(kind.num_fields):
             total += row_nbytes(array.field(i))
         return total
-    if kind.bit_width and kind.bit_width >= 8:
-        return np.full(n, kind.bit_width // 8, np.int64)
-    # Anything else (maps, unions, views): spread the array's bytes evenly over its rows.
+    try:
+        width = kind.bit_width
+    except ValueError:  # not fixed-width: unions, list views, run-end encoded arrays
+        width = 0
+    if width >= 8:
+        return np.full(n, width // 8, np.int64)
+    # Anything else: spread the array's bytes evenly over its rows.
     return np.full(n, array.nbytes // max(n, 1), np.int64)
 
 
@@ -99,15 +131,17 @@ def batch_row_nbytes(batch: pa.RecordBatch) -> np.ndarray:
 def row_words(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
     """Whitespace-separated words in each row, summed over the string ``columns``.
 
-    Bytes up to 0x20 (space, tab, newlines and other ASCII control characters) separate
-    words; for text without control characters this equals ``len(text.split())`` over ASCII
-    whitespace.
+    Bytes up to 0x20 (space, tab, newlines and the other ASCII control characters) separate
+    words: for text without control characters other than whitespace this equals
+    ``len(text.split())`` (which also splits on Unicode spaces such as U+00A0).
     """
     total = np.zeros(batch.num_rows, np.int64)
     for name in columns:
         column = batch.column(name)
         if pa.types.is_dictionary(column.type):
             column = column.dictionary_decode()
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            column = column.cast(pa.large_string())
         total += _words(column)
     return total
 
@@ -144,7 +178,9 @@ def _words(array: pa.Array) -> np.ndarray:
 
 
 def is_text(kind: pa.DataType) -> bool:
-    """Whether a column of this type is counted as text (plain or dictionary strings)."""
+    """Whether a column of this type is counted as text (plain, view or dictionary strings)."""
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    )

@@ -151,7 +151,7 @@ def build(
         spill = Path(temp_directory) if temp_directory is not None else tmp / "_spill"
         con = _connect(options, spill)
         resolved = resolve(key, stream.schema, stream.first, con)
-        plan = _Plan.make(stream.schema, resolved, key_column, on_null, text_columns, seed, shards)
+        plan = _Plan.make(stream, resolved, key_column, on_null, text_columns, seed, shards)
         con.register("__ga_source", stream.reader())
         shard_infos, num_bytes = _run(con, plan, tmp, stream, options, reporter)
         reporter.close()
@@ -165,7 +165,7 @@ def build(
             num_bytes=num_bytes,
             shards=tuple(shard_infos),
             source=src.description,
-            stats={"num_words": {"columns": plan.text_columns, "split": "ascii-whitespace"}},
+            stats={"num_words": {"columns": plan.text_columns, "split": "bytes <= 0x20"}},
             build={
                 "rows_read": stream.rows,
                 "rows_dropped_null_key": stream.rows - sum(s.num_rows for s in shard_infos),
@@ -306,7 +306,8 @@ class _Stream:
     """The source's batches, numbered (``__ga_row``), counted, with the first one peeked."""
 
     def __init__(self, reader: pa.RecordBatchReader, progress: Progress) -> None:
-        self.schema = reader.schema
+        self.source_schema = reader.schema
+        self.schema = _arrow.duckdb_safe(reader.schema)
         reserved = [n for n in self.schema.names if n.startswith(_RESERVED)]
         if reserved:
             raise SourceError(
@@ -318,7 +319,8 @@ class _Stream:
         self.rows = 0
         self.failure: BaseException | None = None
         try:
-            self.first = next(iter(reader), None) or pa.RecordBatch.from_pylist([], self.schema)
+            first = next(iter(reader), None)
+            self.first = self._safe(first or pa.RecordBatch.from_pylist([], self.source_schema))
         except (pa.ArrowException, OSError, duckdb.Error) as exc:
             raise SourceError(f"cannot read the source: {exc}") from exc
 
@@ -334,13 +336,19 @@ class _Stream:
                 n = batch.num_rows
                 if n:
                     rows = pa.array(np.arange(self.rows, self.rows + n, dtype=np.int64))
-                    yield pa.RecordBatch.from_arrays([*batch.columns, rows], schema=schema)
+                    columns = batch.columns if batch is self.first else self._safe(batch).columns
+                    yield pa.RecordBatch.from_arrays([*columns, rows], schema=schema)
                     self.rows += n
                     self._progress.add_rows(n)
                 batch = next(batches, None)
         except Exception as exc:
             self.failure = exc
             raise
+
+    def _safe(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if self.schema is self.source_schema or self.schema.equals(self.source_schema):
+            return batch
+        return _arrow.conform(batch, self.schema)
 
 
 class _Plan:
@@ -361,7 +369,7 @@ class _Plan:
     @classmethod
     def make(
         cls,
-        source_schema: pa.Schema,
+        stream: _Stream,
         key: Key,
         key_column: str,
         on_null: str,
@@ -369,6 +377,7 @@ class _Plan:
         seed: int,
         num_shards: int,
     ) -> _Plan:
+        source_schema = stream.source_schema
         names = source_schema.names
         exclude = ["__ga_key"]
         if key_column in names:
@@ -383,7 +392,8 @@ class _Plan:
         key_field = pa.field(key_column, key.arrow_type, nullable=False)
         schema = pa.schema([key_field, *kept], metadata=source_schema.metadata)
         if text_columns is None:
-            words = [f.name for f in kept if _arrow.is_text(f.type)]
+            key_source = key.definition if key.kind == "column" else None
+            words = [f.name for f in kept if _arrow.is_text(f.type) and f.name != key_source]
         else:
             words = list(text_columns)
             bad = [
@@ -479,7 +489,8 @@ def _execute(con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, state
         params = {k: v for k, v in plan.params.items() if f"${k}" in statement}
         return con.sql(statement, params=params or None)
     except duckdb.Error as exc:
-        raise _translate(exc, plan, stream) from exc
+        error = _translate(exc, plan, stream)
+        raise error from error.__cause__ or exc
 
 
 def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException:
@@ -517,7 +528,8 @@ def _cluster_shard(
     shard: int,
     options: _Options,
 ) -> tuple[ShardInfo, pa.Table]:
-    writer = ShardWriter(path, plan.schema, plan.key_column, options.row_group_bytes)
+    file_schema = _arrow.parquet_schema(plan.schema)
+    writer = ShardWriter(path, file_schema, plan.key_column, options.row_group_bytes)
     runs = GroupRuns(plan.schema.field(0).type)
     try:
         if rows_sql is not None:
@@ -525,7 +537,7 @@ def _cluster_shard(
             relation = _execute(con, plan, stream, query)
             try:
                 for raw in relation.to_arrow_reader(_BATCH_ROWS):
-                    batch = _arrow.conform(raw, plan.schema)
+                    batch = _arrow.conform(raw, file_schema)
                     runs.add(
                         batch.column(0),
                         _arrow.batch_row_nbytes(batch),
@@ -533,7 +545,8 @@ def _cluster_shard(
                     )
                     writer.add(batch)
             except duckdb.Error as exc:
-                raise _translate(exc, plan, stream) from exc
+                error = _translate(exc, plan, stream)
+                raise error from error.__cause__ or exc
         num_rows, file_bytes, sha256 = writer.close()
     except BaseException:
         writer.abort()

@@ -6,7 +6,7 @@ Example:
     >>> _ = ga.build(pa.table({"user": ["a", "b", "a"], "x": [1, 2, 3]}), key="user", output=out)
     >>> ds = ga.open(out)
     >>> ds["a"].to_pylist()
-    [{'group_id': 'a', 'x': 1}, {'group_id': 'a', 'x': 3}]
+    [{'group_id': 'a', 'user': 'a', 'x': 1}, {'group_id': 'a', 'user': 'a', 'x': 3}]
     >>> sorted(g.id for g in ds.iter_groups(shuffle=True, seed=1))
     ['a', 'b']
 """
@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from grouparrow import _arrow
 from grouparrow.errors import CorruptDatasetError, FormatError, GroupNotFoundError
 from grouparrow.format import INDEX, Manifest, read_manifest
 from grouparrow.keys import KeyValue, key_hash
@@ -124,6 +125,8 @@ class GroupedDataset:
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self._lookups: OrderedDict[int, dict[Any, int]] = OrderedDict()
         self._index_parts: OrderedDict[int, pa.Table] = OrderedDict()
+        # Parquet stores a few types in another form (timestamp[s] as [ms]): cast them back.
+        self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
 
     def __repr__(self) -> str:
         return (
@@ -238,6 +241,10 @@ class GroupedDataset:
     def _locate(self, group_id: object) -> tuple[int, int]:
         if isinstance(group_id, pa.Scalar):
             group_id = group_id.as_py()
+        elif isinstance(group_id, np.integer):
+            group_id = int(group_id)
+        elif isinstance(group_id, np.str_):
+            group_id = str(group_id)
         if not isinstance(group_id, (str, bytes, int)) or isinstance(group_id, bool):
             raise GroupNotFoundError(
                 f"no group {group_id!r}: group ids of this dataset are {self.manifest.key_type}"
@@ -268,8 +275,10 @@ class GroupedDataset:
             table = file.read_row_groups(list(range(first, last + 1)), use_threads=False)
         except (pa.ArrowException, OSError) as exc:
             raise self._damaged(shard, exc) from exc
-        batch = table.slice(offset - starts[first], num_rows)
-        return batch.to_batches() or [pa.RecordBatch.from_pylist([], self.schema)]
+        batches = table.slice(offset - starts[first], num_rows).to_batches()
+        if self._restore:
+            batches = [_arrow.conform(b, self.schema) for b in batches]
+        return batches or [pa.RecordBatch.from_pylist([], self.schema)]
 
     # -- streaming --------------------------------------------------------------------------
     def iter_groups(
@@ -319,7 +328,7 @@ class GroupedDataset:
             pieces = []
             while count > 0:
                 while offset >= hi:
-                    batch = self._row_group(file, shard, rg, names)
+                    batch = self._row_group(file, shard, rg, names, schema)
                     lo, hi = starts[rg], starts[rg + 1]
                     rg += 1
                 take = min(count, hi - offset)
@@ -329,14 +338,20 @@ class GroupedDataset:
             yield Group(gid, pieces, schema)
 
     def _row_group(
-        self, file: pq.ParquetFile, shard: int, rg: int, columns: list[str] | None
+        self,
+        file: pq.ParquetFile,
+        shard: int,
+        rg: int,
+        columns: list[str] | None,
+        schema: pa.Schema,
     ) -> pa.RecordBatch:
         try:
             table = file.read_row_group(rg, columns=columns)
         except (pa.ArrowException, OSError) as exc:
             raise self._damaged(shard, exc) from exc
         batches = table.to_batches()
-        return batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
+        batch = batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
+        return _arrow.conform(batch, schema) if self._restore else batch
 
     # -- files ------------------------------------------------------------------------------
     def _file(self, shard: int) -> pq.ParquetFile:

@@ -155,6 +155,11 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
             f"{os.fspath(path)!r} is not a grouparrow dataset: it has no {MANIFEST} "
             "(an interrupted build leaves none; rebuild it)"
         ) from None
+    except NotADirectoryError:
+        raise FormatError(
+            f"{os.fspath(path)!r} is a file; a grouped dataset is a directory written by "
+            "grouparrow.build"
+        ) from None
     except UnicodeDecodeError as exc:
         raise FormatError(f"{where} is not UTF-8 text; the dataset is damaged") from exc
     return Manifest.from_json(text, str(where))

@@ -189,6 +189,8 @@ def _open_hf(source: Any, batch_rows: int) -> Source | None:
             f"a DatasetDict holds several splits ({', '.join(source)}); pass one, "
             "e.g. dataset_dict['train']"
         )
+    if isinstance(source, datasets.IterableDataset):
+        return _open_hf_iterable(source, batch_rows)
     if not isinstance(source, datasets.Dataset):
         return None
     description = {
@@ -208,6 +210,26 @@ def _open_hf(source: Any, batch_rows: int) -> Source | None:
         for table in arrow.iter(batch_size=batch_rows):
             yield from table.to_batches()
 
+    return Source(pa.RecordBatchReader.from_batches(schema, batches()), description)
+
+
+def _open_hf_iterable(source: Any, batch_rows: int) -> Source:
+    """An ``IterableDataset``, read batch by batch as Arrow (its schema from the first one)."""
+    tables = iter(source.with_format("arrow").iter(batch_size=batch_rows))
+    first = next(tables, None)
+    if first is None:
+        features = source.features
+        if features is None:
+            raise SourceError("the IterableDataset is empty and declares no features")
+        first = features.arrow_schema.empty_table()
+    schema = first.schema
+
+    def batches() -> Any:
+        yield from first.to_batches()
+        for table in tables:
+            yield from table.cast(schema).to_batches()
+
+    description = {"type": "datasets.IterableDataset"}
     return Source(pa.RecordBatchReader.from_batches(schema, batches()), description)
 
 

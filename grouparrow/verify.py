@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from grouparrow._arrow import parquet_schema
 from grouparrow.errors import FormatError
 from grouparrow.format import INDEX, Manifest, index_schema, read_manifest
 
@@ -134,7 +135,8 @@ def _check_shard(
         return
     try:
         file = pq.ParquetFile(path)
-        if not file.schema_arrow.equals(manifest.schema, check_metadata=False):
+        stored = parquet_schema(manifest.schema)
+        if not file.schema_arrow.equals(stored, check_metadata=False):
             problems.append(f"{path}: schema differs from the manifest's")
             return
         keys = file.read(columns=[manifest.key_column]).column(0).combine_chunks()
