@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 
@@ -118,6 +119,20 @@ def _offsets(array: pa.Array) -> np.ndarray:
     return np.frombuffer(
         buffer, dtype, count=len(array) + 1, offset=array.offset * dtype().itemsize
     )
+
+
+def run_starts(keys: pa.Array) -> np.ndarray:
+    """Positions where a new run of equal values starts in ``keys`` (0 first, if any rows).
+
+    Example:
+        >>> run_starts(pa.array(["a", "a", "b", "a"])).tolist()
+        [0, 2, 3]
+    """
+    n = len(keys)
+    if n < 2:
+        return np.zeros(n, np.int64)
+    change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    return np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
 
 
 def batch_row_nbytes(batch: pa.RecordBatch) -> np.ndarray:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from grouparrow._arrow import run_starts
 from grouparrow.errors import GroupArrowError
 from grouparrow.format import index_schema
 
@@ -136,13 +137,7 @@ class GroupRuns:
         n = len(keys)
         if not n:
             return
-        if n > 1:
-            change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-            starts = np.concatenate(
-                [[0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1]
-            )
-        else:
-            starts = np.zeros(1, np.int64)
+        starts = run_starts(keys)
         lengths = np.diff(np.append(starts, n))
         run_bytes = np.add.reduceat(nbytes, starts)
         run_words = np.add.reduceat(words, starts)

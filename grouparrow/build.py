@@ -510,6 +510,8 @@ def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException
             f'({preview.strip()}); fix the key, or pass on_null="drop" to skip rows '
             "whose key is null"
         )
+    if isinstance(exc, duckdb.InterruptException):
+        return KeyboardInterrupt()
     if isinstance(exc, duckdb.OutOfMemoryException):
         return GroupArrowError(
             f"DuckDB ran out of memory ({exc}); pass a larger memory_limit or more "

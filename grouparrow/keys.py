@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ class Key:
     expression: str
     kind: Literal["column", "sql", "python", "python_batch"]
     definition: str
-    udf: _ExampleUDF | _BatchUDF | None = None
+    udf: _KeyUDF | None = None
     duckdb_type: str = ""
     arrow_type: pa.DataType | None = None
 
@@ -272,7 +273,7 @@ def _family(duckdb_type: str) -> str | None:
     return None
 
 
-def _register(udf: _ExampleUDF | _BatchUDF, name: str, schema: pa.Schema, con: Any) -> str:
+def _register(udf: _KeyUDF, name: str, schema: pa.Schema, con: Any) -> str:
     """Register ``udf`` on ``con``; return the SQL that calls it on each row.
 
     The columns the function reads travel as one STRUCT argument (DuckDB UDFs take a fixed
@@ -481,7 +482,27 @@ def _fields(columns: pa.ChunkedArray | pa.StructArray) -> list[pa.Array]:
     return columns.flatten()
 
 
-class _ExampleUDF:
+class _KeyUDF(abc.ABC):
+    """What both key UDFs hold: the function, the columns it gets, its key type, its failure."""
+
+    def __init__(self, fn: Any, columns: tuple[str, ...], type_name: KeyType, name: str) -> None:
+        self.fn = fn
+        self.columns = columns
+        self.type_name = type_name
+        self.type = _ARROW_TYPES[type_name]
+        self.name = name
+        self.failure: Exception | None = None
+
+    @abc.abstractmethod
+    def call_struct(self, columns: pa.ChunkedArray, rows: pa.ChunkedArray) -> pa.Array:
+        """The UDF when the function reads columns: they arrive as one struct column."""
+
+    @abc.abstractmethod
+    def call_rows(self, rows: pa.ChunkedArray) -> pa.Array:
+        """The UDF when the function reads no column."""
+
+
+class _ExampleUDF(_KeyUDF):
     """The DuckDB Arrow UDF that calls a per-example key function on each row."""
 
     def __init__(
@@ -492,13 +513,8 @@ class _ExampleUDF:
         name: str,
         all_columns: tuple[str, ...],
     ) -> None:
-        self.fn = fn
-        self.columns = columns
-        self.type_name = type_name
-        self.type = _ARROW_TYPES[type_name]
-        self.name = name
+        super().__init__(fn, columns, type_name, name)
         self.all_columns = all_columns
-        self.failure: Exception | None = None
 
     def _examples(self, cols: list[list[Any]], n: int) -> Iterator[dict[str, Any]]:
         names = self.columns
@@ -573,18 +589,8 @@ class _ExampleUDF:
         return error
 
 
-class _BatchUDF:
+class _BatchUDF(_KeyUDF):
     """The DuckDB Arrow UDF that calls a vectorized key function on each chunk."""
-
-    def __init__(
-        self, fn: BatchKeyFn, columns: tuple[str, ...], type_name: KeyType, name: str
-    ) -> None:
-        self.fn = fn
-        self.columns = columns
-        self.type_name = type_name
-        self.type = _ARROW_TYPES[type_name]
-        self.name = name
-        self.failure: Exception | None = None
 
     def call_struct(self, columns: pa.ChunkedArray, rows: pa.ChunkedArray) -> pa.Array:
         batch = pa.RecordBatch.from_arrays(_fields(columns), names=list(self.columns))

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from grouparrow._arrow import parquet_schema
+from grouparrow._arrow import parquet_schema, run_starts
 from grouparrow.errors import FormatError
 from grouparrow.format import INDEX, Manifest, index_schema, read_manifest
 
@@ -151,10 +151,7 @@ def _check_shard(
     if part is None:
         return
     n = len(keys)
-    starts = np.zeros(0, np.int64)
-    if n:
-        change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-        starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+    starts = run_starts(keys)
     run_keys = keys.take(pa.array(starts))
     lengths = np.diff(np.append(starts, n))
     if pc.count_distinct(run_keys).as_py() != len(run_keys):

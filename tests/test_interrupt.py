@@ -53,7 +53,7 @@ def test_ctrl_c_leaves_nothing(tmp_path: Path, num_shards: int) -> None:
     out = tmp_path / "out"
     result = _run_and_interrupt(out, num_shards, "error")
     assert "finished" not in result.stdout
-    assert "KeyboardInterrupt" in result.stderr
+    assert "KeyboardInterrupt" in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
