@@ -27,7 +27,7 @@ from grouparrow.errors import (
     RowKeyError,
     SourceError,
 )
-from grouparrow.keys import batch_key_fn, key_fn, key_hash, sql
+from grouparrow.keys import batch_key_fn, key_fn, key_hash, shard_of, sql
 from grouparrow.verify import VerifyReport, verify
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "key_fn",
     "key_hash",
     "open",
+    "shard_of",
     "sql",
     "verify",
 ]

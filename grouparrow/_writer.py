@@ -26,7 +26,7 @@ from grouparrow.format import index_schema
 
 #: Bounds on rows per row group, whatever the bytes per row.
 ROW_GROUP_ROWS = (4_096, 65_536)
-_QUEUED_ROW_GROUPS = 2
+_QUEUED_ROW_GROUPS = 1
 
 
 class ShardWriter:

@@ -61,7 +61,7 @@ from grouparrow.format import (
     write_manifest,
 )
 from grouparrow.keys import Key, KeySpec, resolve
-from grouparrow.sources import open_source
+from grouparrow.sources import Source, open_source
 
 if TYPE_CHECKING:
     from grouparrow.dataset import GroupedDataset
@@ -73,6 +73,7 @@ OnNull = Literal["error", "drop"]
 ROW_GROUP_BYTES = 16 * 2**20
 _BATCH_ROWS = 65_536
 _UNKNOWN_SIZE_SHARDS = 8
+_FLUSH_ROWS = (2_048, 131_072)
 _RESERVED = "__ga_"
 _NULL_MARK = "grouparrow:null-key:"
 _PREVIEW_COLUMNS = 8
@@ -107,8 +108,8 @@ def build(
         output: the dataset directory to create.
         mode: ``"error"`` refuses an existing output; ``"overwrite"`` replaces it once the
             new dataset is complete (until then the old one stays readable).
-        num_shards: number of shard files; by default chosen from the input size and the
-            memory budget so that one shard sorts in memory.
+        num_shards: number of shard files; by default one per quarter of the memory budget
+            of (estimated) input, so that each shard sorts in memory.
         seed: seeds the order of groups (and their shards); same input, key and seed give
             the same output.
         key_column: name of the key column in the output.
@@ -141,7 +142,7 @@ def build(
     started = time.monotonic()
     reporter = Progress(progress)
     src = open_source(source, batch_rows=_BATCH_ROWS)
-    stream = _Stream(src.reader, reporter)
+    stream = _Stream(src, reporter)
     shards = num_shards or _auto_shards(src.size_hint, options.memory_limit)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.grouparrow-tmp-{uuid.uuid4().hex[:12]}"
@@ -152,7 +153,9 @@ def build(
         con = _connect(options, spill)
         resolved = resolve(key, stream.schema, stream.first, con)
         plan = _Plan.make(stream, resolved, key_column, on_null, text_columns, seed, shards)
-        con.register("__ga_source", stream.reader())
+        resolved.set_row_label(src.row_label)
+        stream.register(con)
+        _tune_partitioning(con, stream.first, shards, options.memory_limit)
         shard_infos, num_bytes = _run(con, plan, tmp, stream, options, reporter)
         reporter.close()
         manifest = Manifest(
@@ -286,7 +289,7 @@ def _check_output(out: Path, mode: str) -> None:
 def _auto_shards(size_hint: int | None, memory_limit: int) -> int:
     if size_hint is None:
         return _UNKNOWN_SIZE_SHARDS
-    target = min(max(memory_limit // 4, 64 * 2**20), 2**30)
+    target = max(memory_limit // 4, 64 * 2**20)
     return max(1, math.ceil(size_hint / target))
 
 
@@ -294,18 +297,36 @@ def _connect(options: _Options, spill: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"threads": options.threads})
     con.execute(f"SET memory_limit = {_sql.literal(f'{options.memory_limit // 2**20}MiB')}")
     con.execute(f"SET temp_directory = {_sql.literal(str(spill))}")
-    # Measured (DESIGN.md): without these the partitioned write runs out of memory under a
-    # low memory_limit.
+    # Measured (DESIGN.md): without it the partitioned write runs out of memory under a low
+    # memory_limit (and see _tune_partitioning).
     con.execute("SET preserve_insertion_order = false")
-    con.execute("SET partitioned_write_flush_threshold = 65536")
+    con.execute("SET enable_progress_bar = false")
     con.execute(_sql.load("macros"))
     return con
 
 
-class _Stream:
-    """The source's batches, numbered (``__ga_row``), counted, with the first one peeked."""
+def _tune_partitioning(
+    con: duckdb.DuckDBPyConnection, sample: pa.RecordBatch, num_shards: int, memory_limit: int
+) -> None:
+    """Rows DuckDB buffers per partition before writing: a quarter of the memory budget
+    over all shards (measured: a fixed 65,536 runs out of memory with wide rows and many
+    shards under a small budget)."""
+    per_row = max(sample.nbytes / max(sample.num_rows, 1), 64.0)
+    rows = int(memory_limit / (4 * num_shards * per_row))
+    threshold = min(max(rows, _FLUSH_ROWS[0]), _FLUSH_ROWS[1])
+    con.execute(f"SET partitioned_write_flush_threshold = {threshold}")
 
-    def __init__(self, reader: pa.RecordBatchReader, progress: Progress) -> None:
+
+class _Stream:
+    """The source's batches, numbered (``__ga_row``), counted, with the first one peeked.
+
+    A source that DuckDB reads itself (``Source.sql``) is registered as that query; then
+    only the first batch is read here, to probe key functions.
+    """
+
+    def __init__(self, source: Source, progress: Progress) -> None:
+        reader = source.reader
+        self.source = source
         self.source_schema = reader.schema
         self.schema = _arrow.duckdb_safe(reader.schema)
         reserved = [n for n in self.schema.names if n.startswith(_RESERVED)]
@@ -316,7 +337,7 @@ class _Stream:
             )
         self._reader = reader
         self._progress = progress
-        self.rows = 0
+        self.rows = source.num_rows or 0
         self.failure: BaseException | None = None
         try:
             first = next(iter(reader), None)
@@ -324,9 +345,15 @@ class _Stream:
         except (pa.ArrowException, OSError, duckdb.Error) as exc:
             raise SourceError(f"cannot read the source: {exc}") from exc
 
-    def reader(self) -> pa.RecordBatchReader:
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Make the rows, numbered, the view ``__ga_source`` of ``con``."""
+        if self.source.sql is not None:
+            con.execute(f"CREATE VIEW __ga_source AS {self.source.sql}")
+            return
         schema = self.schema.append(pa.field("__ga_row", pa.int64(), nullable=False))
-        return pa.RecordBatchReader.from_batches(schema, self._batches(schema))
+        con.register(
+            "__ga_source", pa.RecordBatchReader.from_batches(schema, self._batches(schema))
+        )
 
     def _batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         batches = iter(self._reader)
@@ -505,8 +532,9 @@ def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException
     mark = text.find(_NULL_MARK)
     if mark >= 0:
         row, _, preview = text[mark + len(_NULL_MARK) :].partition(":")
+        where = stream.source.row_label(int(row)) if row.isdigit() else f"row {row}"
         return NullKeyError(
-            f"the key ({plan.key.kind} {plan.key.definition!r}) is null for row {row} "
+            f"the key ({plan.key.kind} {plan.key.definition!r}) is null for {where} "
             f'({preview.strip()}); fix the key, or pass on_null="drop" to skip rows '
             "whose key is null"
         )

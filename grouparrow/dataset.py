@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from grouparrow import _arrow
 from grouparrow.errors import CorruptDatasetError, FormatError, GroupNotFoundError
 from grouparrow.format import INDEX, Manifest, read_manifest
-from grouparrow.keys import KeyValue, key_hash
+from grouparrow.keys import KeyValue, shard_of
 
 _OPEN_FILES = 64
 
@@ -250,7 +250,7 @@ class GroupedDataset:
                 f"no group {group_id!r}: group ids of this dataset are {self.manifest.key_type}"
             )
         try:
-            shard = key_hash(group_id, self.manifest.seed) % self.num_shards
+            shard = shard_of(group_id, self.manifest.seed, self.num_shards)
         except TypeError:
             shard = 0
         lookup = self._lookups.get(shard)

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from grouparrow import _sql
 from grouparrow.errors import KeyFunctionError, KeySpecError
+from grouparrow.sources import RowLabel
 
 if TYPE_CHECKING:
     import duckdb
@@ -132,8 +133,8 @@ def key_hash(key: KeyValue, seed: int) -> int:
     """The 128-bit placement hash of a key, equal to the ``ga_hash_*`` SQL macros.
 
     Example:
-        >>> key_hash("nytimes.com", 0) % 8 == key_hash("nytimes.com", 0) % 8
-        True
+        >>> key_hash("nytimes.com", 0) >> 64   # the group's place in its shard's order
+        11607252884538399510
     """
     if isinstance(key, str):
         data = key.encode("utf-8")
@@ -145,6 +146,19 @@ def key_hash(key: KeyValue, seed: int) -> int:
         data = bytes(key)
     digest = hashlib.md5(f"{seed}:".encode() + data, usedforsecurity=False).digest()
     return int.from_bytes(digest, "little")
+
+
+def shard_of(key: KeyValue, seed: int, num_shards: int) -> int:
+    """The shard that holds the group ``key`` in a dataset of ``num_shards`` shards.
+
+    Example:
+        >>> 0 <= shard_of("nytimes.com", 0, 8) < 8
+        True
+    """
+    return (key_hash(key, seed) & _LOW_64) % num_shards
+
+
+_LOW_64 = (1 << 64) - 1
 
 
 def _columns(columns: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -178,6 +192,11 @@ class Key:
         return {"text": "ga_hash_text({k}, $seed)", "blob": "ga_hash_blob({k}, $seed)"}.get(
             _family(self.duckdb_type), "ga_hash_text(CAST({k} AS VARCHAR), $seed)"
         )
+
+    def set_row_label(self, label: Callable[[int], str]) -> None:
+        """How the key's errors name a row from its ``__ga_row`` number."""
+        if self.udf is not None:
+            self.udf.row_label = label
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -385,12 +404,12 @@ def _probe(fn: KeyFn, example: Mapping[str, Any], i: int, row: dict[str, Any]) -
     try:
         return fn(example)
     except Exception as exc:
-        raise KeyFunctionError(_raised_message(_qualname(fn), exc, i, row)) from exc
+        raise KeyFunctionError(_raised_message(_qualname(fn), exc, f"row {i}", row)) from exc
 
 
-def _raised_message(name: str, exc: BaseException, row: int, example: Mapping[str, Any]) -> str:
+def _raised_message(name: str, exc: BaseException, row: str, example: Mapping[str, Any]) -> str:
     return (
-        f"key function {name} raised {type(exc).__name__}: {exc} on row {row} "
+        f"key function {name} raised {type(exc).__name__}: {exc} on {row} "
         f"({_preview(example)}); fix the function, or return None for such rows and "
         'pass on_null="drop" to skip them'
     )
@@ -492,6 +511,7 @@ class _KeyUDF(abc.ABC):
         self.type = _ARROW_TYPES[type_name]
         self.name = name
         self.failure: Exception | None = None
+        self.row_label: Callable[[int], str] = RowLabel()
 
     @abc.abstractmethod
     def call_struct(self, columns: pa.ChunkedArray, rows: pa.ChunkedArray) -> pa.Array:
@@ -558,11 +578,11 @@ class _ExampleUDF(_KeyUDF):
             except Exception as again:
                 exc, i = again, position
                 break
-        row = rows[i].as_py()
+        row = self.row_label(rows[i].as_py())
         missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
         if isinstance(missing, str) and missing in self.all_columns:
             error = KeyFunctionError(
-                f"key function {self.name} read column {missing!r} on row {row}, which it did "
+                f"key function {self.name} read column {missing!r} on {row}, which it did "
                 "not read on the first rows, so it was not passed to it; declare the columns "
                 f"it reads: key=ga.key_fn(fn, columns=[...{missing!r}...])"
             )
@@ -578,7 +598,7 @@ class _ExampleUDF(_KeyUDF):
             if value is not None and _python_type_name(value) != self.type_name:
                 error = KeyFunctionError(
                     f"key function {self.name} returned {type(value).__name__} {value!r} for "
-                    f"row {rows[i].as_py()} ({_preview(self._row(cols, i))}), but "
+                    f"{self.row_label(rows[i].as_py())} ({_preview(self._row(cols, i))}), but "
                     f"{self.type_name} keys for the first rows; return one type for every row "
                     "(str, bytes or int), or declare it with ga.key_fn(fn, type=...)"
                 )
@@ -609,10 +629,11 @@ class _BatchUDF(_KeyUDF):
             if isinstance(exc, KeyFunctionError):
                 self.failure = exc
             else:
-                first, last = rows[0].as_py(), rows[len(rows) - 1].as_py()
+                first = self.row_label(rows[0].as_py())
+                last = self.row_label(rows[len(rows) - 1].as_py())
                 self.failure = KeyFunctionError(
                     f"key function {self.name} raised {type(exc).__name__}: {exc} on the batch "
-                    f"of rows {first}-{last} (first row: {_preview(batch.slice(0, 1))})"
+                    f"from {first} to {last} (first row: {_preview(batch.slice(0, 1))})"
                 )
                 self.failure.__cause__ = exc
             raise

@@ -43,12 +43,38 @@ _EXPANSION = {"parquet": 3.0, "csv": 1.2, "json": 1.0}
 
 
 @dataclass(frozen=True, slots=True)
+class RowLabel:
+    """Names a row in messages: ``row 1841``, or ``row 12 of 'part-3.parquet'``.
+
+    Rows read by DuckDB from Parquet files are numbered ``file_index << 40 | row_in_file``.
+    """
+
+    files: tuple[str, ...] = ()
+
+    def __call__(self, row: int) -> str:
+        if not self.files:
+            return f"row {row}"
+        return f"row {row & _ROW_MASK} of {self.files[row >> _FILE_SHIFT]!r}"
+
+
+_FILE_SHIFT = 40
+_ROW_MASK = (1 << _FILE_SHIFT) - 1
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
-    """An opened input: its batches, a description for the manifest, a size estimate."""
+    """An opened input: its batches, a description for the manifest, a size estimate.
+
+    When ``sql`` is set, DuckDB reads the input itself with that query (which numbers the
+    rows as ``__ga_row``) and ``reader`` only serves the first rows, to probe key functions.
+    """
 
     reader: pa.RecordBatchReader
     description: dict[str, Any]
     size_hint: int | None = None
+    sql: str | None = None
+    num_rows: int | None = None
+    row_label: RowLabel = RowLabel()
     keepalive: list[Any] = field(default_factory=list, repr=False, compare=False)
 
 
@@ -151,15 +177,46 @@ def _open_files(source: Any, batch_rows: int) -> Source:
     factor = _EXPANSION[kind] * (4.0 if paths[0].lower().endswith(_COMPRESSIONS) else 1.0)
     description = {"type": kind, "paths": [os.path.abspath(p) for p in paths]}
     if kind == "parquet":
-        import pyarrow.dataset as pds
-
-        try:
-            dataset = pds.dataset(paths, format="parquet")
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SourceError(f"cannot read Parquet input {paths[0]!r}: {exc}") from exc
-        reader = dataset.scanner(batch_size=batch_rows).to_reader()
-        return Source(reader, description, int(size * factor))
+        return _open_parquet(paths, description, int(size * factor))
     return _open_with_duckdb(kind, paths, batch_rows, description, int(size * factor))
+
+
+def _open_parquet(paths: list[str], description: dict[str, Any], size: int) -> Source:
+    """Parquet is read by DuckDB itself (parallel, within its memory limit), rows numbered
+    from the files' own row numbers; PyArrow reads the first rows for probing."""
+    import pyarrow.parquet as pq
+
+    from grouparrow import _sql
+
+    files = []
+    for path in paths:
+        try:
+            files.append(pq.ParquetFile(path, pre_buffer=False))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(f"cannot read Parquet input {path!r}: {exc}") from exc
+    schema = files[0].schema_arrow
+
+    def first_rows() -> Any:
+        for file in files:
+            yield from file.iter_batches(batch_size=_PROBE_BATCH_ROWS)
+
+    listed = ", ".join(_sql.literal(os.path.abspath(p)) for p in paths)
+    sql = (
+        f"SELECT *, (CAST(file_index AS BIGINT) << {_FILE_SHIFT}) + "
+        f"CAST(file_row_number AS BIGINT) AS __ga_row FROM read_parquet([{listed}])"
+    )
+    return Source(
+        pa.RecordBatchReader.from_batches(schema, first_rows()),
+        description,
+        size,
+        sql=sql,
+        num_rows=sum(f.metadata.num_rows for f in files),
+        row_label=RowLabel(tuple(paths)),
+        keepalive=files,
+    )
+
+
+_PROBE_BATCH_ROWS = 1024
 
 
 def _open_with_duckdb(

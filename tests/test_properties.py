@@ -97,11 +97,11 @@ def test_build_invariants(
     assert index.schema.field("group_id").type == ARROW_TYPES[kind]
     assert ds.schema.field("group_id").type == ARROW_TYPES[kind]
 
-    # Placement: key_hash(k, seed) % num_shards is the shard the index records.
+    # Placement: shard_of(k, seed, num_shards) is the shard the index records.
     for gid, shard in zip(
         index.column("group_id").to_pylist(), index.column("shard").to_pylist(), strict=True
     ):
-        assert ga.key_hash(gid, seed) % num_shards == shard
+        assert ga.shard_of(gid, seed, num_shards) == shard
 
     # Streaming yields every group exactly once, shuffled or not.
     for shuffle in (False, True):

@@ -349,3 +349,17 @@ def test_reserved_column_prefix(tmp_path: Path, table: pa.Table) -> None:
         ga.build(bad, key="k", output=tmp_path / "out")
     assert leftovers(tmp_path, "out") == []
     assert not (tmp_path / "out").exists()
+
+
+def test_null_key_in_a_later_parquet_file_names_the_file_and_row(tmp_path: Path) -> None:
+    first, second = tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"
+    pq.write_table(pa.table({"k": ["a", "b", "c"], "v": [1, 2, 3]}), first)
+    pq.write_table(pa.table({"k": ["d", "e", "f", None], "v": [4, 5, 6, 7]}), second)
+    with pytest.raises(ga.NullKeyError) as info:
+        ga.build(str(tmp_path / "part-*.parquet"), key="k", output=tmp_path / "out")
+    message = str(info.value)
+    assert "row 3 of" in message and "part-1.parquet" in message and "v': 7" in message
+    ds = ga.build(
+        [first, second], key="k", output=tmp_path / "out", on_null="drop", num_shards=2
+    )
+    assert ds.num_rows == 6 and ds.manifest.build["rows_dropped_null_key"] == 1
