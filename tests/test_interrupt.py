@@ -37,7 +37,10 @@ print("finished", flush=True)
 def _run_and_interrupt(out: Path, num_shards: int, mode: str) -> subprocess.CompletedProcess:
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(out), str(num_shards), mode],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "started"

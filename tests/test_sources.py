@@ -359,7 +359,5 @@ def test_null_key_in_a_later_parquet_file_names_the_file_and_row(tmp_path: Path)
         ga.build(str(tmp_path / "part-*.parquet"), key="k", output=tmp_path / "out")
     message = str(info.value)
     assert "row 3 of" in message and "part-1.parquet" in message and "v': 7" in message
-    ds = ga.build(
-        [first, second], key="k", output=tmp_path / "out", on_null="drop", num_shards=2
-    )
+    ds = ga.build([first, second], key="k", output=tmp_path / "out", on_null="drop", num_shards=2)
     assert ds.num_rows == 6 and ds.manifest.build["rows_dropped_null_key"] == 1
