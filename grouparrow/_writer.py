@@ -167,8 +167,10 @@ class GroupRuns:
         keys = pa.concat_arrays(self.keys) if self.keys else pa.array([], self.key_type)
         if pc.count_distinct(keys).as_py() != len(keys):
             raise GroupArrowError(
-                f"internal error: the rows of a group of shard {shard} did not come out "
-                "contiguous; please report this with your DuckDB and PyArrow versions"
+                f"the rows of a group of shard {shard} did not come out contiguous: two keys "
+                "share their 128-bit placement hash (an MD5 collision, which only a crafted "
+                "input makes) or this is a bug to report with your DuckDB and PyArrow "
+                "versions; building with another seed= avoids a collision"
             )
         return pa.Table.from_arrays(
             [

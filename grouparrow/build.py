@@ -563,7 +563,7 @@ def _cluster_shard(
     runs = GroupRuns(plan.schema.field(0).type)
     try:
         if rows_sql is not None:
-            query = _sql.render("cluster", rows=rows_sql, key_column=_sql.ident(plan.key_column))
+            query = _sql.render("cluster", rows=rows_sql)
             relation = _execute(con, plan, stream, query)
             try:
                 for raw in relation.to_arrow_reader(_BATCH_ROWS):

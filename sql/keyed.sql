@@ -9,6 +9,7 @@
 SELECT
     ga_shard(__ga_h, $num_shards) AS __ga_shard,
     ga_order(__ga_h) AS __ga_order,
+    ga_order_low(__ga_h) AS __ga_order_low,
     * EXCLUDE (__ga_h)
 FROM (
     SELECT {{ key_hash }} AS __ga_h, *

@@ -122,10 +122,11 @@ def test_keyed_sql_runs() -> None:
     con = _connect()
     con.register("__ga_source", SOURCE)
     result = con.sql(_keyed(), params={"seed": 4, "num_shards": 3}).to_arrow_table()
-    assert result.column_names[:3] == ["__ga_shard", "__ga_order", "group_id"]
+    assert result.column_names[:4] == ["__ga_shard", "__ga_order", "__ga_order_low", "group_id"]
     assert set(result.column_names) == {
         "__ga_shard",
         "__ga_order",
+        "__ga_order_low",
         "group_id",
         "k",
         "v",
@@ -136,13 +137,14 @@ def test_keyed_sql_runs() -> None:
         assert row["group_id"] == row["k"]
         assert row["__ga_shard"] == ga.shard_of(row["k"], 4, 3)
         assert row["__ga_order"] == ga.key_hash(row["k"], 4) >> 64
+        assert row["__ga_order_low"] == ga.key_hash(row["k"], 4) & (2**64 - 1)
     con.close()
 
 
 def test_cluster_sql_runs() -> None:
     con = _connect()
     con.register("__ga_source", SOURCE)
-    query = _sql.render("cluster", rows=_keyed(), key_column=_sql.ident("group_id"))
+    query = _sql.render("cluster", rows=_keyed())
     result = con.sql(query, params={"seed": 4, "num_shards": 1}).to_arrow_table()
     assert result.column_names == ["group_id", "k", "v"]
     keys = result.column("group_id").to_pylist()
@@ -201,7 +203,7 @@ def test_render_rejects_missing_and_extra_placeholders(name: str) -> None:
 
 
 def test_render_drops_comment_lines() -> None:
-    rendered = _sql.render("cluster", rows="SELECT 1", key_column='"g"')
+    rendered = _sql.render("cluster", rows='SELECT 1 AS "g"')
     assert "--" not in rendered
     assert '"g"' in rendered
 
