@@ -155,6 +155,10 @@ def build(
         plan = _Plan.make(stream, resolved, key_column, on_null, text_columns, seed, shards)
         resolved.set_row_label(src.row_label)
         stream.register(con)
+        if src.sql is not None:
+            con.execute("SET enable_progress_bar = true")
+            con.execute("SET enable_progress_bar_print = false")
+            reporter.watch(con.query_progress, src.num_rows)
         _tune_partitioning(con, stream.first, shards, options.memory_limit)
         shard_infos, num_bytes = _run(con, plan, tmp, stream, options, reporter)
         reporter.close()
