@@ -116,8 +116,9 @@ def build(
         on_null: ``"error"`` stops at a row whose key is null; ``"drop"`` skips such rows.
         text_columns: string columns whose words are counted into ``num_words`` (default:
             every string column but the key).
-        memory_limit: DuckDB's memory budget, bytes or text like ``"4GB"`` (default: half
-            the machine's memory); past it DuckDB spills to ``temp_directory``.
+        memory_limit: the build's memory budget, bytes or text like ``"4GB"`` (default:
+            half the machine's memory). DuckDB gets it less room for the writer's row
+            groups, and spills to ``temp_directory`` past it.
         threads: DuckDB threads (default: one per core).
         temp_directory: where DuckDB spills (default: inside the build's temporary folder).
         row_group_bytes: uncompressed size of the output's Parquet row groups.
@@ -299,7 +300,11 @@ def _auto_shards(size_hint: int | None, memory_limit: int) -> int:
 
 def _connect(options: _Options, spill: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"threads": options.threads})
-    con.execute(f"SET memory_limit = {_sql.literal(f'{options.memory_limit // 2**20}MiB')}")
+    # The budget is the whole build's: DuckDB gets it less room for the row groups the
+    # writer holds (measured: without this the reduce step ends ~1 % over budget + 0.5 GB).
+    writer_room = min(options.memory_limit // 4, 4 * options.row_group_bytes)
+    duckdb_limit = (options.memory_limit - writer_room) // 2**20
+    con.execute(f"SET memory_limit = {_sql.literal(f'{duckdb_limit}MiB')}")
     con.execute(f"SET temp_directory = {_sql.literal(str(spill))}")
     # Measured (DESIGN.md): without it the partitioned write runs out of memory under a low
     # memory_limit (and see _tune_partitioning).
