@@ -424,8 +424,7 @@ class _Plan:
                 )
             exclude.append(_sql.ident(key_column))
         kept = [f for f in source_schema if f.name != key_column]
-        assert key.arrow_type is not None
-        key_field = pa.field(key_column, key.arrow_type, nullable=False)
+        key_field = pa.field(key_column, key.arrow_type or pa.string(), nullable=False)
         schema = pa.schema([key_field, *kept], metadata=source_schema.metadata)
         if text_columns is None:
             key_source = key.definition if key.kind == "column" else None

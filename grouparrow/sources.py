@@ -158,21 +158,19 @@ def _expand(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -
 
 def _open_files(source: Any, batch_rows: int) -> Source:
     paths = _expand(source)
-    formats = {p: file_format(p) for p in paths}
-    unknown = [p for p, f in formats.items() if f is None]
+    found = {p: file_format(p) for p in paths}
+    unknown = [p for p, f in found.items() if f is None]
     if unknown:
         raise SourceError(
             f"cannot tell the format of {unknown[0]!r} from its name; supported suffixes are "
             f"{', '.join(sorted(_FORMATS))} (optionally followed by {', '.join(_COMPRESSIONS)})"
         )
-    kinds = set(formats.values())
+    kinds = sorted({f for f in found.values() if f is not None})
     if len(kinds) > 1:
         raise SourceError(
-            f"the input mixes file formats ({', '.join(sorted(k for k in kinds if k))}); "
-            "group one format at a time"
+            f"the input mixes file formats ({', '.join(kinds)}); group one format at a time"
         )
-    kind = kinds.pop()
-    assert kind is not None  # checked above: every path has a known format
+    kind = kinds[0]
     size = sum(os.path.getsize(p) for p in paths)
     factor = _EXPANSION[kind] * (4.0 if paths[0].lower().endswith(_COMPRESSIONS) else 1.0)
     description = {"type": kind, "paths": [os.path.abspath(p) for p in paths]}
