@@ -44,11 +44,17 @@ class Group:
 
     __slots__ = ("_batches", "_schema", "id", "num_rows")
 
-    def __init__(self, id: KeyValue, batches: list[pa.RecordBatch], schema: pa.Schema) -> None:
+    def __init__(
+        self,
+        id: KeyValue,
+        batches: list[pa.RecordBatch],
+        schema: pa.Schema,
+        num_rows: int | None = None,
+    ) -> None:
         self.id = id
         self._batches = batches
         self._schema = schema
-        self.num_rows = sum(b.num_rows for b in batches)
+        self.num_rows = sum(b.num_rows for b in batches) if num_rows is None else num_rows
 
     def __len__(self) -> int:
         return self.num_rows
@@ -325,7 +331,11 @@ class GroupedDataset:
         rg = bisect.bisect_right(starts, offsets[0]) - 1
         batch, lo, hi = None, 0, 0
         for gid, offset, count in zip(ids, offsets, counts, strict=True):
+            if lo <= offset and offset + count <= hi:  # the common case: inside this batch
+                yield Group(gid, [batch.slice(offset - lo, count)], schema, count)
+                continue
             pieces = []
+            total = count
             while count > 0:
                 while offset >= hi:
                     batch = self._row_group(file, shard, rg, names, schema)
@@ -335,7 +345,7 @@ class GroupedDataset:
                 pieces.append(batch.slice(offset - lo, take))
                 offset += take
                 count -= take
-            yield Group(gid, pieces, schema)
+            yield Group(gid, pieces, schema, total)
 
     def _row_group(
         self,
