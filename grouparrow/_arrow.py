@@ -173,7 +173,9 @@ def _words(array: pa.Array) -> np.ndarray:
     base = int(offsets[0])
     rel = offsets - base
     total = int(rel[-1])
-    data = np.frombuffer(array.buffers()[2] or b"", np.uint8, total, base) if total else None
+    if not total:
+        return counts
+    data = np.frombuffer(array.buffers()[2], np.uint8, total, base)
     cuts = np.unique(np.append(np.searchsorted(rel, np.arange(0, total, _WORD_CHUNK)), n))
     for a, b in itertools.pairwise(cuts):
         lo, hi = int(rel[a]), int(rel[b])

@@ -31,6 +31,7 @@ from grouparrow.format import INDEX, Manifest, read_manifest
 from grouparrow.keys import KeyValue, shard_of
 
 _OPEN_FILES = 64
+_EMPTY_BATCH = pa.record_batch({})
 
 
 class Group:
@@ -329,7 +330,7 @@ class GroupedDataset:
         names = list(columns) if columns is not None else None
         schema = self.schema if names is None else pa.schema([self.schema.field(n) for n in names])
         rg = bisect.bisect_right(starts, offsets[0]) - 1
-        batch, lo, hi = None, 0, 0
+        batch, lo, hi = _EMPTY_BATCH, 0, 0
         for gid, offset, count in zip(ids, offsets, counts, strict=True):
             if lo <= offset and offset + count <= hi:  # the common case: inside this batch
                 yield Group(gid, [batch.slice(offset - lo, count)], schema, count)

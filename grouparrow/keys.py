@@ -189,9 +189,12 @@ class Key:
     @property
     def hash_expression(self) -> str:
         """SQL for the placement hash of the key column (bound: ``$seed``)."""
-        return {"text": "ga_hash_text({k}, $seed)", "blob": "ga_hash_blob({k}, $seed)"}.get(
-            _family(self.duckdb_type), "ga_hash_text(CAST({k} AS VARCHAR), $seed)"
-        )
+        family = _family(self.duckdb_type)
+        if family == "text":
+            return "ga_hash_text({k}, $seed)"
+        if family == "blob":
+            return "ga_hash_blob({k}, $seed)"
+        return "ga_hash_text(CAST({k} AS VARCHAR), $seed)"
 
     def set_row_label(self, label: Callable[[int], str]) -> None:
         """How the key's errors name a row from its ``__ga_row`` number."""
@@ -416,7 +419,7 @@ def _raised_message(name: str, exc: BaseException, row: str, example: Mapping[st
 
 
 def _infer_type(values: list[Any], rows: list[dict[str, Any]]) -> KeyType:
-    found: dict[str, int] = {}
+    found: dict[KeyType, int] = {}
     for i, value in enumerate(values):
         if value is None:
             continue
@@ -433,7 +436,7 @@ def _infer_type(values: list[Any], rows: list[dict[str, Any]]) -> KeyType:
             f"key function returned {a} for row {i} but {b} for row {j}; return one type for "
             "every row, or declare it with ga.key_fn(fn, type=...)"
         )
-    return next(iter(found), "string")  # type: ignore[return-value]
+    return next(iter(found), "string")
 
 
 def _python_type_name(value: Any) -> KeyType | None:
