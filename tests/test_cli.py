@@ -146,3 +146,13 @@ def test_python_dash_m_and_help() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "usage: grouparrow" in result.stdout
+
+
+def test_build_progress_goes_to_stderr(parquet_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["build", str(parquet_file), "--key", "user", "-o", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "clustering shard 1/1:" in err and "6 rows in all" in err and err.endswith("\n")
+    table = pq.read_table(parquet_file)
+    ga.build(table, key="user", output=tmp_path / "b", num_shards=2, progress=True)
+    err = capsys.readouterr().err
+    assert "partitioning:" in err and "clustering shard 2/2:" in err and "6 rows read" in err
