@@ -96,6 +96,7 @@ def build(
     temp_directory: str | os.PathLike[str] | None = None,
     row_group_bytes: int = ROW_GROUP_BYTES,
     progress: bool = False,
+    split: str | None = None,
 ) -> GroupedDataset:
     """Group ``source`` by ``key`` into a group-clustered Parquet dataset at ``output``.
 
@@ -123,6 +124,8 @@ def build(
         temp_directory: where DuckDB spills (default: inside the build's temporary folder).
         row_group_bytes: uncompressed size of the output's Parquet row groups.
         progress: print rows read and the current phase to stderr.
+        split: the split to group when ``source`` is a ``datasets.DatasetDict`` (or a folder
+            one was saved to).
 
     Returns:
         The built dataset, opened.
@@ -142,7 +145,7 @@ def build(
     _check_output(out, mode)
     started = time.monotonic()
     reporter = Progress(progress)
-    src = open_source(source, batch_rows=_BATCH_ROWS)
+    src = open_source(source, batch_rows=_BATCH_ROWS, split=split)
     stream = _Stream(src, reporter)
     shards = num_shards or _auto_shards(src.size_hint, options.memory_limit)
     out.parent.mkdir(parents=True, exist_ok=True)

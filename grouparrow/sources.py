@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from grouparrow._frames import looks_like_sql, open_frame, open_sql
 from grouparrow.errors import SourceError
 
 #: Rows per record batch when grouparrow chooses the batch size.
@@ -78,8 +79,18 @@ class Source:
     keepalive: list[Any] = field(default_factory=list, repr=False, compare=False)
 
 
-def open_source(source: Any, *, batch_rows: int = BATCH_ROWS) -> Source:
-    """Open ``source`` as a :class:`Source` whose ``reader`` streams its rows."""
+def open_source(source: Any, *, batch_rows: int = BATCH_ROWS, split: str | None = None) -> Source:
+    """Open ``source`` as a :class:`Source` whose ``reader`` streams its rows.
+
+    ``split`` picks one split of a ``datasets.DatasetDict`` (or of a folder it was saved to).
+    """
+    if isinstance(source, str) and looks_like_sql(source) and not os.path.exists(source):
+        reader, description, size, keep = open_sql(source, batch_rows)
+        return Source(reader, description, size, keepalive=keep)
+    if isinstance(source, (str, os.PathLike)) and _is_saved_hf(source):
+        import datasets
+
+        source = datasets.load_from_disk(os.fspath(source))
     if isinstance(source, (str, os.PathLike)) or _is_path_list(source):
         return _open_files(source, batch_rows)
     if isinstance(source, pa.Table):
@@ -92,9 +103,13 @@ def open_source(source: Any, *, batch_rows: int = BATCH_ROWS) -> Source:
         return open_source(pa.Table.from_batches([source]), batch_rows=batch_rows)
     if isinstance(source, pa.RecordBatchReader):
         return Source(source, {"type": "pyarrow.RecordBatchReader"})
-    hf = _open_hf(source, batch_rows)
+    hf = _open_hf(source, batch_rows, split)
     if hf is not None:
         return hf
+    frame = open_frame(source, batch_rows)
+    if frame is not None:
+        reader, description, size, keep = frame
+        return Source(reader, description, size, keepalive=keep)
     pa_ds = _open_pyarrow_dataset(source, batch_rows)
     if pa_ds is not None:
         return pa_ds
@@ -105,8 +120,11 @@ def open_source(source: Any, *, batch_rows: int = BATCH_ROWS) -> Source:
         )
     raise SourceError(
         f"cannot read a source of type {type(source).__module__}.{type(source).__qualname__}; "
-        "pass a path or glob of Parquet/CSV/JSON-lines files, a pyarrow Table, "
-        "RecordBatchReader or Dataset, a datasets.Dataset, or an object with __arrow_c_stream__"
+        "pass a path or glob of Parquet/CSV/JSON-lines files, a folder written by "
+        "datasets' save_to_disk, SQL text, a pyarrow Table, RecordBatchReader or Dataset, a "
+        "datasets Dataset/IterableDataset/DatasetDict (with split=), a Polars DataFrame or "
+        "LazyFrame, a pandas DataFrame, a DuckDB relation, or an object with "
+        "__arrow_c_stream__"
     )
 
 
@@ -233,17 +251,29 @@ def _open_with_duckdb(
     return Source(reader, description, size, keepalive=[con, relation])
 
 
-def _open_hf(source: Any, batch_rows: int) -> Source | None:
+def _is_saved_hf(path: str | os.PathLike[str]) -> bool:
+    """A folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``."""
+    folder = Path(path)
+    return folder.is_dir() and (
+        (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+    )
+
+
+def _open_hf(source: Any, batch_rows: int, split: str | None = None) -> Source | None:
     module = type(source).__module__
     if not module.startswith("datasets"):
         return None
     import datasets
 
-    if isinstance(source, datasets.DatasetDict):
-        raise SourceError(
-            f"a DatasetDict holds several splits ({', '.join(source)}); pass one, "
-            "e.g. dataset_dict['train']"
-        )
+    if isinstance(source, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        if split is None or split not in source:
+            names, first = ", ".join(source), next(iter(source), "train")
+            problem = "" if split is None else f"split={split!r} is not one of them; "
+            raise SourceError(
+                f"a DatasetDict holds several splits ({names}); {problem}choose one with "
+                f"split={first!r}, or pass dataset_dict[{first!r}]"
+            )
+        return _open_hf(source[split], batch_rows)
     if isinstance(source, datasets.IterableDataset):
         return _open_hf_iterable(source, batch_rows)
     if not isinstance(source, datasets.Dataset):
