@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from grouparrow import examples
+from grouparrow import examples, partitioners
 from grouparrow.build import build
 from grouparrow.dataset import Group, GroupedDataset, PartitionedDataset, open
 from grouparrow.errors import (
@@ -52,6 +52,7 @@ __all__ = [
     "key_fn",
     "key_hash",
     "open",
+    "partitioners",
     "shard_of",
     "sql",
     "verify",

@@ -1,0 +1,92 @@
+"""Built-in partitioners: semantics, distributions, determinism (grouparrow/partitioners.py)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import grouparrow as ga
+from grouparrow import partitioners as P
+
+
+def _assignment(ds: ga.GroupedDataset, row_column: str = "i") -> dict[int, object]:
+    """Input row (by the ``i`` column) -> its group id."""
+    out = {}
+    for group in ds.iter_groups():
+        for i in group.to_arrow()[row_column].to_pylist():
+            out[i] = group.id
+    return out
+
+
+def _rows(n: int, users: int = 50) -> pa.Table:
+    rng = np.random.default_rng(0)
+    return pa.table({"i": np.arange(n), "user": [f"u{x}" for x in rng.integers(0, users, n)]})
+
+
+def test_url_host_is_urlparse_netloc(data_dir: Path, tmp_path: Path) -> None:
+    path = data_dir / "c4" / "c4-en-train-00000-first1k.jsonl"
+    with path.open(encoding="utf-8") as lines:
+        urls = [json.loads(line)["url"] for line in lines]
+    extra = ["http://User@Example.COM:8080/a?b#c", "https://x.org", "nohost", "//h2/x"]
+    table = pa.table({"i": np.arange(len(urls) + len(extra)), "url": urls + extra})
+    ds = ga.build(table, key=P.url_host("url"), output=tmp_path / "out")
+    expected = {i: urlparse(u).netloc for i, u in enumerate(table["url"].to_pylist())}
+    assert _assignment(ds) == expected
+
+
+def test_by_feature_is_the_column(tmp_path: Path) -> None:
+    table = _rows(300)
+    ds = ga.build(table, key=P.by_feature("user"), output=tmp_path / "out")
+    assert _assignment(ds) == dict(enumerate(table["user"].to_pylist()))
+    with pytest.raises(ga.KeySpecError):
+        P.by_feature("")
+
+
+def test_hash_bucket_keeps_equal_values_together(tmp_path: Path) -> None:
+    table = _rows(2000, users=200)
+    ds = ga.build(table, key=P.hash_bucket("user", 16, seed=5), output=tmp_path / "out")
+    groups = _assignment(ds)
+    by_user: dict[str, set[object]] = {}
+    for i, user in enumerate(table["user"].to_pylist()):
+        by_user.setdefault(user, set()).add(groups[i])
+    assert all(len(g) == 1 for g in by_user.values())
+    assert set(groups.values()) <= set(range(16)) and len(set(groups.values())) > 10
+    assert ds.manifest.key_type == pa.int64()
+
+
+@pytest.mark.parametrize("partitioner", [P.random_uniform(8, seed=1), P.hash_bucket("user", 8)])
+def test_deterministic_across_shards_and_batches(
+    tmp_path: Path, partitioner: ga.keys.SQLKey
+) -> None:
+    table = _rows(3000)
+    one = ga.build(table, key=partitioner, output=tmp_path / "a", num_shards=1)
+    rechunked = pa.Table.from_batches(table.to_batches(max_chunksize=97))
+    many = ga.build(rechunked, key=partitioner, output=tmp_path / "b", num_shards=3, threads=1)
+    assert _assignment(one) == _assignment(many)
+
+
+def test_random_uniform_is_uniform_and_seeded(tmp_path: Path) -> None:
+    n, k = 20_000, 10
+    table = _rows(n)
+    ds = ga.build(table, key=P.random_uniform(k, seed=7), output=tmp_path / "a")
+    counts = Counter(_assignment(ds).values())
+    assert set(counts) == set(range(k))
+    expected = n / k
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < 27.9  # chi-square, 9 degrees of freedom, p = 0.001
+    other = ga.build(table, key=P.random_uniform(k, seed=8), output=tmp_path / "b")
+    assert _assignment(other) != _assignment(ds)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_num_groups_must_be_positive(bad: object) -> None:
+    with pytest.raises(ga.KeySpecError, match="num_groups"):
+        P.random_uniform(bad)  # type: ignore[arg-type]
+    with pytest.raises(ga.KeySpecError, match="num_groups"):
+        P.hash_bucket("user", bad)  # type: ignore[arg-type]
