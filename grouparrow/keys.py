@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from grouparrow import _sql
@@ -52,6 +53,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "int64": pa.int64(),
 }
 _PROBE_ROWS = 64
+#: The column holding each row's input position during a build.
+ROW_COLUMN = "__ga_row"
 _PREVIEW_CHARS = 240
 
 
@@ -118,7 +121,8 @@ def batch_key_fn(
     """A vectorized key: ``fn(batch: pyarrow.RecordBatch)`` returns one key per row.
 
     ``columns`` limits the batch to the columns the function needs (faster); by default it
-    sees every source column.
+    sees every source column. ``columns`` may name ``"__ga_row"``, the row's input position:
+    a stable row identity for seeded random partitions.
 
     Example:
         >>> import pyarrow.compute as pc
@@ -356,6 +360,10 @@ def _example_key(spec: ExampleKeyFn, schema: pa.Schema, sample: pa.RecordBatch, 
 
 
 def _batch_key(spec: BatchKeyFnSpec, schema: pa.Schema, sample: pa.RecordBatch, con: Any) -> Key:
+    if spec.columns is not None and ROW_COLUMN in spec.columns:
+        schema = schema.append(pa.field(ROW_COLUMN, pa.int64()))
+        rows = pa.array(np.arange(sample.num_rows, dtype=np.int64))
+        sample = sample.append_column(ROW_COLUMN, rows)
     columns = spec.columns if spec.columns is not None else tuple(schema.names)
     _check_columns(columns, schema)
     name = _qualname(spec.fn)

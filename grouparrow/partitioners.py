@@ -15,9 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+
 from grouparrow import _sql
 from grouparrow.errors import KeySpecError
-from grouparrow.keys import SQLKey
+from grouparrow.keys import ROW_COLUMN, BatchKeyFnSpec, SQLKey, key_hash
 
 # urlparse(url).netloc: what follows "//" (after an optional scheme) up to "/", "?" or "#".
 _NETLOC = r"regexp_extract({column}, '^(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//([^/?#]*)', 1)"
@@ -73,6 +76,75 @@ def random_uniform(num_groups: int, *, seed: int = 0) -> SQLKey:
         f"CAST(ga_order(ga_hash_text(CAST(__ga_row AS VARCHAR), {int(seed)})) "
         f"% {num_groups} AS BIGINT)"
     )
+
+
+def dirichlet_over_groups(
+    label: str, num_groups: int, alpha: float, *, seed: int = 0
+) -> BatchKeyFnSpec:
+    """Dataset Grouper's Dirichlet partition: each label value gets a categorical
+    distribution over the ``num_groups`` groups drawn from a symmetric Dirichlet(``alpha``),
+    and each example goes to a group drawn from its label's distribution. Small ``alpha``
+    concentrates each label in few groups (label skew); large ``alpha`` approaches uniform.
+
+    A label's distribution is seeded by ``(seed, label value)`` and an example's draw by
+    ``(seed, row position)``, so the result is the same whatever the order of labels met,
+    the batch sizes or ``num_shards``. Integer group ids ``0 .. num_groups - 1``.
+
+    Example:
+        >>> dirichlet_over_groups("label", 100, alpha=0.5).columns
+        ('label', '__ga_row')
+    """
+    _check_groups(num_groups)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
+        raise KeySpecError(f"alpha={alpha!r} must be a positive number")
+    draw = _DirichletOverGroups(num_groups, float(alpha), int(seed))
+    return BatchKeyFnSpec(draw, (label, ROW_COLUMN), "int64")
+
+
+class _DirichletOverGroups:
+    """The vectorized key function of :func:`dirichlet_over_groups` (picklable)."""
+
+    def __init__(self, num_groups: int, alpha: float, seed: int) -> None:
+        self.num_groups = num_groups
+        self.alpha = alpha
+        self.seed = seed
+        self._cdfs: dict[object, np.ndarray] = {}
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
+        labels, rows = batch.column(0), batch.column(1).to_numpy(zero_copy_only=False)
+        uniform = _uniform(rows, self.seed)
+        groups = np.zeros(len(rows), np.int64)
+        encoded = labels.dictionary_encode()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        for code, value in enumerate(encoded.dictionary.to_pylist()):
+            chosen = codes == code
+            groups[chosen] = np.searchsorted(self._cdf(value), uniform[chosen], side="right")
+        np.minimum(groups, self.num_groups - 1, out=groups)
+        return pa.array(groups, mask=labels.is_null().to_numpy(zero_copy_only=False))
+
+    def _cdf(self, value: object) -> np.ndarray:
+        cdf = self._cdfs.get(value)
+        if cdf is None:
+            if not isinstance(value, (str, bytes, int)) or isinstance(value, bool):
+                raise KeySpecError(
+                    f"dirichlet_over_groups: label {value!r} is not a string, bytes or integer"
+                )
+            rng = np.random.default_rng([self.seed, key_hash(value, self.seed)])
+            cdf = np.cumsum(rng.dirichlet(np.full(self.num_groups, self.alpha)))
+            self._cdfs[value] = cdf
+        return cdf
+
+
+def _uniform(rows: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per row position: splitmix64 of (row, seed)."""
+    x = rows.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) & _MASK64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def _check_groups(num_groups: int) -> None:

@@ -60,10 +60,15 @@ def test_hash_bucket_keeps_equal_values_together(tmp_path: Path) -> None:
     assert ds.manifest.key_type == pa.int64()
 
 
-@pytest.mark.parametrize("partitioner", [P.random_uniform(8, seed=1), P.hash_bucket("user", 8)])
-def test_deterministic_across_shards_and_batches(
-    tmp_path: Path, partitioner: ga.keys.SQLKey
-) -> None:
+@pytest.mark.parametrize(
+    "partitioner",
+    [
+        P.random_uniform(8, seed=1),
+        P.hash_bucket("user", 8),
+        P.dirichlet_over_groups("user", 8, alpha=0.5, seed=2),
+    ],
+)
+def test_deterministic_across_shards_and_batches(tmp_path: Path, partitioner: object) -> None:
     table = _rows(3000)
     one = ga.build(table, key=partitioner, output=tmp_path / "a", num_shards=1)
     rechunked = pa.Table.from_batches(table.to_batches(max_chunksize=97))
@@ -90,3 +95,52 @@ def test_num_groups_must_be_positive(bad: object) -> None:
         P.random_uniform(bad)  # type: ignore[arg-type]
     with pytest.raises(ga.KeySpecError, match="num_groups"):
         P.hash_bucket("user", bad)  # type: ignore[arg-type]
+
+
+def test_dirichlet_over_groups_follows_each_labels_draw(tmp_path: Path) -> None:
+    n, labels, k, alpha, seed = 30_000, 5, 6, 0.7, 3
+    table = pa.table({"i": np.arange(n), "label": np.arange(n) % labels})
+    key = P.dirichlet_over_groups("label", k, alpha, seed=seed)
+    ds = ga.build(table, key=key, output=tmp_path / "out", num_shards=2)
+    counts: dict[int, Counter[object]] = {label: Counter() for label in range(labels)}
+    for group in ds.iter_groups():
+        for label in group.to_arrow()["label"].to_pylist():
+            counts[label][group.id] += 1
+    for label in range(labels):
+        rng = np.random.default_rng([seed, ga.key_hash(label, seed)])
+        expected = rng.dirichlet(np.full(k, alpha)) * (n // labels)
+        observed = np.array([counts[label][g] for g in range(k)])
+        kept = expected > 5  # chi-square over the groups expected to hold enough rows
+        chi2 = float((((observed - expected) ** 2)[kept] / expected[kept]).sum())
+        assert chi2 < 20.5  # at most 5 degrees of freedom, p = 0.001
+        assert observed[~kept].sum() <= max(20, 4 * expected[~kept].sum())
+
+
+def test_dirichlet_alpha_controls_skew(tmp_path: Path) -> None:
+    table = pa.table({"i": np.arange(10_000), "label": np.arange(10_000) % 4})
+
+    def largest_share(alpha: float) -> float:
+        key = P.dirichlet_over_groups("label", 10, alpha, seed=0)
+        ds = ga.build(table, key=key, output=tmp_path / f"a{alpha}")
+        sizes: dict[int, Counter[object]] = {label: Counter() for label in range(4)}
+        for group in ds.iter_groups():
+            for label in group.to_arrow()["label"].to_pylist():
+                sizes[label][group.id] += 1
+        return float(np.mean([max(c.values()) / 2500 for c in sizes.values()]))
+
+    assert largest_share(0.05) > 0.5 > 0.2 > largest_share(1000.0)
+
+
+@pytest.mark.parametrize("alpha", [0, -1.0, float("nan")])
+def test_dirichlet_alpha_must_be_positive(alpha: float) -> None:
+    with pytest.raises(ga.KeySpecError, match="alpha"):
+        P.dirichlet_over_groups("label", 4, alpha)
+
+
+def test_dirichlet_null_labels_follow_on_null(tmp_path: Path) -> None:
+    table = pa.table({"i": np.arange(6), "label": [1, None, 2, 1, None, 2]})
+    key = P.dirichlet_over_groups("label", 3, alpha=1.0)
+    with pytest.raises(ga.NullKeyError, match="row 1"):
+        ga.build(table, key=key, output=tmp_path / "a")
+    ds = ga.build(table, key=key, output=tmp_path / "b", on_null="drop")
+    assert ds.num_rows == 4 and ds.manifest.build["rows_dropped_null_key"] == 2
