@@ -78,6 +78,52 @@ def random_uniform(num_groups: int, *, seed: int = 0) -> SQLKey:
     )
 
 
+def iid(num_groups: int, *, seed: int = 0) -> SQLKey:
+    """``num_groups`` random groups of equal size (sizes differ by at most one): rows ranked
+    by a seeded hash of their position, rank ``r`` to group ``r % num_groups``. The ranking
+    is a DuckDB window over all rows; for inputs far larger than memory prefer
+    :func:`random_uniform` (multinomial sizes, no global ranking).
+
+    Example:
+        >>> iid(4).expression.startswith("CAST((row_number() OVER")
+        True
+    """
+    _check_groups(num_groups)
+    order = f"ga_hash_text(CAST(__ga_row AS VARCHAR), {int(seed)}), __ga_row"
+    return SQLKey(f"CAST((row_number() OVER (ORDER BY {order}) - 1) % {num_groups} AS BIGINT)")
+
+
+def size_skewed(num_groups: int, *, power: float = 1.0, seed: int = 0) -> BatchKeyFnSpec:
+    """Quantity skew: group ``g`` gets a share of the rows proportional to
+    ``(g + 1) ** -power`` (a Zipf law; ``power=0`` is uniform), each row drawn by a seeded
+    hash of its position.
+
+    Example:
+        >>> size_skewed(100, power=1.2).type
+        'int64'
+    """
+    _check_groups(num_groups)
+    if not isinstance(power, (int, float)) or isinstance(power, bool) or not power >= 0:
+        raise KeySpecError(f"power={power!r} must be a number >= 0")
+    weights = np.arange(1, num_groups + 1, dtype=np.float64) ** -float(power)
+    return BatchKeyFnSpec(
+        _Skewed(np.cumsum(weights / weights.sum()), int(seed)), (ROW_COLUMN,), "int64"
+    )
+
+
+class _Skewed:
+    """The vectorized key function of :func:`size_skewed` (picklable)."""
+
+    def __init__(self, cdf: np.ndarray, seed: int) -> None:
+        self.cdf = cdf
+        self.seed = seed
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
+        uniform = _uniform(batch.column(0).to_numpy(zero_copy_only=False), self.seed)
+        groups = np.searchsorted(self.cdf, uniform, side="right")
+        return pa.array(np.minimum(groups, len(self.cdf) - 1).astype(np.int64))
+
+
 def dirichlet_over_groups(
     label: str, num_groups: int, alpha: float, *, seed: int = 0
 ) -> BatchKeyFnSpec:

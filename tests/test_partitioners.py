@@ -66,6 +66,8 @@ def test_hash_bucket_keeps_equal_values_together(tmp_path: Path) -> None:
         P.random_uniform(8, seed=1),
         P.hash_bucket("user", 8),
         P.dirichlet_over_groups("user", 8, alpha=0.5, seed=2),
+        P.iid(8, seed=4),
+        P.size_skewed(8, power=1.5, seed=5),
     ],
 )
 def test_deterministic_across_shards_and_batches(tmp_path: Path, partitioner: object) -> None:
@@ -144,3 +146,24 @@ def test_dirichlet_null_labels_follow_on_null(tmp_path: Path) -> None:
         ga.build(table, key=key, output=tmp_path / "a")
     ds = ga.build(table, key=key, output=tmp_path / "b", on_null="drop")
     assert ds.num_rows == 4 and ds.manifest.build["rows_dropped_null_key"] == 2
+
+
+def test_iid_groups_have_equal_sizes(tmp_path: Path) -> None:
+    ds = ga.build(_rows(1003), key=P.iid(10, seed=1), output=tmp_path / "a", num_shards=2)
+    sizes = sorted(g.num_rows for g in ds.iter_groups())
+    assert sizes == [100] * 7 + [101] * 3
+    other = ga.build(_rows(1003), key=P.iid(10, seed=2), output=tmp_path / "b")
+    assert _assignment(other) != _assignment(ds)
+
+
+def test_size_skewed_follows_a_power_law(tmp_path: Path) -> None:
+    n, k, power = 40_000, 8, 1.0
+    ds = ga.build(_rows(n), key=P.size_skewed(k, power=power, seed=3), output=tmp_path / "a")
+    observed = np.array([ds[g].num_rows if g in ds else 0 for g in range(k)])
+    weights = np.arange(1, k + 1) ** -power
+    expected = weights / weights.sum() * n
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < 24.3  # chi-square, 7 degrees of freedom, p = 0.001
+    assert observed[0] > 2 * observed[3] > 0
+    with pytest.raises(ga.KeySpecError, match="power"):
+        P.size_skewed(4, power=-1)
