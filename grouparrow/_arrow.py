@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,24 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         _cast(column, field.type) for column, field in zip(batch.columns, schema, strict=True)
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def tables_reader(first: pa.Table, rest: Iterator[pa.Table]) -> pa.RecordBatchReader:
+    """A reader over ``first`` then ``rest``, each cast to ``first``'s schema.
+
+    Example:
+        >>> reader = tables_reader(pa.table({"a": [1]}), iter([pa.table({"a": [2, 3]})]))
+        >>> reader.read_all().num_rows
+        3
+    """
+    schema = first.schema
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from first.to_batches()
+        for table in rest:
+            yield from table.cast(schema).to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def duckdb_safe(schema: pa.Schema) -> pa.Schema:

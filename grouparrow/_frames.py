@@ -8,11 +8,11 @@ queries are streamed batch by batch, never collected whole.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
+from grouparrow._arrow import tables_reader
 from grouparrow.errors import SourceError
 
 _SQL_START = re.compile(r"^\s*(select|with|from|values|table|pivot|unpivot)\b", re.IGNORECASE)
@@ -75,12 +75,4 @@ def _polars_lazy(frame: Any, batch_rows: int) -> pa.RecordBatchReader:
     first = next(batches, None)
     if first is None:
         return frame.collect().to_arrow().to_reader()
-    head = first.to_arrow()
-    schema = head.schema
-
-    def rest() -> Iterator[pa.RecordBatch]:
-        yield from head.to_batches()
-        for frame_batch in batches:
-            yield from frame_batch.to_arrow().cast(schema).to_batches()
-
-    return pa.RecordBatchReader.from_batches(schema, rest())
+    return tables_reader(first.to_arrow(), (frame_batch.to_arrow() for frame_batch in batches))

@@ -341,6 +341,7 @@ class _Stream:
         self.source = source
         self.source_schema = reader.schema
         self.schema = _arrow.duckdb_safe(reader.schema)
+        self._recast = not self.schema.equals(self.source_schema)
         reserved = [n for n in self.schema.names if n.startswith(_RESERVED)]
         if reserved:
             raise SourceError(
@@ -385,9 +386,7 @@ class _Stream:
             raise
 
     def _safe(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        if self.schema is self.source_schema or self.schema.equals(self.source_schema):
-            return batch
-        return _arrow.conform(batch, self.schema)
+        return _arrow.conform(batch, self.schema) if self._recast else batch
 
 
 class _Plan:

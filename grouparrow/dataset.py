@@ -132,6 +132,7 @@ class GroupedDataset:
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self._lookups: OrderedDict[int, dict[Any, int]] = OrderedDict()
         self._index_parts: OrderedDict[int, pa.Table] = OrderedDict()
+        self._starts: OrderedDict[int, list[int]] = OrderedDict()
         # Parquet stores a few types in another form (timestamp[s] as [ms]): cast them back.
         self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
 
@@ -386,10 +387,15 @@ class GroupedDataset:
         return file
 
     def _row_group_starts(self, shard: int) -> list[int]:
-        meta = self._file(shard).metadata
-        starts = [0]
-        for i in range(meta.num_row_groups):
-            starts.append(starts[-1] + meta.row_group(i).num_rows)
+        """First row of each row group of a shard, then its row count (cached: hot on
+        random access)."""
+        starts = self._starts.get(shard)
+        if starts is None:
+            meta = self._file(shard).metadata
+            starts = [0]
+            for i in range(meta.num_row_groups):
+                starts.append(starts[-1] + meta.row_group(i).num_rows)
+            _remember(self._starts, shard, starts, _OPEN_FILES)
         return starts
 
     def _damaged(self, shard: int, exc: BaseException) -> FormatError:

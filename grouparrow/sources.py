@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from grouparrow._arrow import tables_reader
 from grouparrow._frames import looks_like_sql, open_frame, open_sql
 from grouparrow.errors import SourceError
 
@@ -307,15 +308,7 @@ def _open_hf_iterable(source: Any, batch_rows: int) -> Source:
         if features is None:
             raise SourceError("the IterableDataset is empty and declares no features")
         first = features.arrow_schema.empty_table()
-    schema = first.schema
-
-    def batches() -> Any:
-        yield from first.to_batches()
-        for table in tables:
-            yield from table.cast(schema).to_batches()
-
-    description = {"type": "datasets.IterableDataset"}
-    return Source(pa.RecordBatchReader.from_batches(schema, batches()), description)
+    return Source(tables_reader(first, tables), {"type": "datasets.IterableDataset"})
 
 
 def _open_pyarrow_dataset(source: Any, batch_rows: int) -> Source | None:
