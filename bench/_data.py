@@ -1,12 +1,15 @@
-"""The synthetic web corpus the benchmarks group: ``url``, ``text``, ``timestamp``.
+"""The synthetic web corpus the benchmarks group: ``url``, ``text``, ``timestamp``, ``label``.
 
 Hosts follow a Zipf law (exponent 1.1, truncated to 200,000 hosts), so a few hosts hold
 most rows and most hosts hold a few, as in a web crawl. ``text`` is ~500 bytes of words
-drawn from a Zipf-weighted vocabulary. Everything is vectorized with numpy and pyarrow, and
+drawn from a Zipf-weighted vocabulary. ``label`` is a uniform integer ``0 .. 9`` (a class
+label for the label partitioners), drawn from its own generator so that the other columns
+are the same as before it was added. Everything is vectorized with numpy and pyarrow, and
 deterministic: the same ``--rows`` and ``--seed`` give the same file.
 
 The corpus is cached in ``bench/data/`` with a JSON sidecar holding its row count and
-in-memory Arrow size; it is regenerated only when missing.
+in-memory Arrow size; it is regenerated only when missing. The file name carries
+``VERSION``, raised whenever the columns change, so that an older cache is not reused.
 
 Run: ``python3 -m bench._data --rows 2000000``
 """
@@ -31,11 +34,16 @@ NUM_HOSTS = 200_000
 HOST_EXPONENT = 1.1
 VOCABULARY = 20_000
 WORDS_PER_ROW = (40, 100)  # uniform; ~70 words of ~7 bytes: ~500 bytes
+NUM_LABELS = 10
+#: In the cache's file name; 2: the ``label`` column was added.
+VERSION = 2
 _CHUNK_ROWS = 100_000
 _TLDS = (".com", ".org", ".net", ".de", ".fr", ".io", ".co.uk", ".info")
 _EPOCH = 1_640_995_200  # 2022-01-01T00:00:00Z
 _SPAN_SECONDS = 3 * 365 * 86_400
-_SCHEMA = pa.schema([("url", pa.string()), ("text", pa.string()), ("timestamp", pa.string())])
+_SCHEMA = pa.schema(
+    [("url", pa.string()), ("text", pa.string()), ("timestamp", pa.string()), ("label", pa.int64())]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,7 @@ class Corpus:
 
 def corpus(rows: int = DEFAULT_ROWS, seed: int = 0) -> Corpus:
     """The cached corpus of ``rows`` rows, generated first if missing."""
-    path = DATA_DIR / f"corpus-{rows}-s{seed}.parquet"
+    path = DATA_DIR / f"corpus-v{VERSION}-{rows}-s{seed}.parquet"
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
         _generate(path, meta, rows, seed)
@@ -70,7 +78,8 @@ def _generate(path: Path, meta: Path, rows: int, seed: int) -> None:
         for start in range(0, rows, _CHUNK_ROWS):
             n = min(_CHUNK_ROWS, rows - start)
             rng = np.random.default_rng([seed, 1, start])
-            table = _chunk(rng, start, n, host_cdf, words, word_table)
+            labels = np.random.default_rng([seed, 2, start]).integers(0, NUM_LABELS, n)
+            table = _chunk(rng, start, n, host_cdf, words, word_table, labels)
             arrow_bytes += table.nbytes
             writer.write_table(table)
     os.replace(tmp, path)
@@ -98,13 +107,14 @@ def _chunk(
     host_cdf: np.ndarray,
     words: tuple[np.ndarray, np.ndarray],
     word_table: np.ndarray,
+    labels: np.ndarray,
 ) -> pa.Table:
     hosts = np.searchsorted(host_cdf, rng.random(n)) + 1
     url = _urls(hosts, np.arange(start, start + n))
     text = _texts(rng, n, words, word_table)
     seconds = np.sort(rng.integers(_EPOCH, _EPOCH + _SPAN_SECONDS, n))
     stamps = pc.strftime(pa.array(seconds, pa.timestamp("s")), "%Y-%m-%dT%H:%M:%S")
-    return pa.table([url, text, stamps], schema=_SCHEMA)
+    return pa.table([url, text, stamps, pa.array(labels, pa.int64())], schema=_SCHEMA)
 
 
 def _urls(hosts: np.ndarray, positions: np.ndarray) -> pa.Array:

@@ -18,9 +18,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parent.parent
 HOST_SQL = "regexp_extract(url, '://([^/:]+)', 1)"
@@ -29,6 +31,30 @@ _RSS_INTERVAL = 0.02
 # The baseline writes row groups of 16 MiB, as grouparrow does (DuckDB's default, 122,880
 # rows of ~575 bytes, buffers ~70 MB per thread and runs out of memory under the budget).
 _ROW_GROUP = "ROW_GROUP_SIZE_BYTES '16MiB'"
+#: Groups made by the partitioners that take a number of groups.
+GROUPS = 1000
+
+
+def _netloc(example: Mapping[str, Any]) -> str:
+    return urlparse(example["url"]).netloc
+
+
+#: The keys a run can group by: name -> the key spec, made from the grouparrow module (in
+#: the worker, so that the import is not timed). Benchmarking another partitioner is one
+#: entry here; ``python3 -m bench.build --key NAME`` (or ``--key all``) then runs it.
+KEYS: dict[str, Callable[[ModuleType], Any]] = {
+    "sql": lambda ga: ga.sql(HOST_SQL),
+    "python": lambda ga: ga.key_fn(_netloc, columns=["url"]),
+    "url_host": lambda ga: ga.partitioners.url_host("url"),
+    "url_domain": lambda ga: ga.partitioners.url_domain("url"),
+    "hash_bucket": lambda ga: ga.partitioners.hash_bucket("url", GROUPS),
+    "random_uniform": lambda ga: ga.partitioners.random_uniform(GROUPS),
+    "iid": lambda ga: ga.partitioners.iid(GROUPS),
+    "size_skewed": lambda ga: ga.partitioners.size_skewed(GROUPS, power=1.0),
+    "dirichlet": lambda ga: ga.partitioners.dirichlet_over_groups("label", GROUPS, alpha=0.5),
+    "label_dirichlet": lambda ga: ga.partitioners.label_dirichlet("label", GROUPS, alpha=0.5),
+    "shards": lambda ga: ga.partitioners.shards("label", GROUPS, 2),
+}
 
 
 def launch(job: dict[str, Any]) -> dict[str, Any]:
@@ -108,13 +134,9 @@ class _Timeline(io.TextIOBase):
 
 
 def _grouparrow(job: dict[str, Any]) -> dict[str, Any]:
-    from urllib.parse import urlparse
-
     import grouparrow as ga
 
-    key: Any = ga.sql(HOST_SQL)
-    if job["key"] == "python":
-        key = ga.key_fn(lambda ex: urlparse(ex["url"]).netloc, columns=["url"])
+    key = KEYS[job["key"]](ga)
     with _RssByPhase() as rss:
         timeline = _Timeline(rss)
         result = _build(ga, job, key, timeline)

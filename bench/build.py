@@ -6,7 +6,10 @@ PARTITION_BY``, then per shard ``COPY (... ORDER BY ...)`` and a ``GROUP BY`` in
 shard count, memory limit and threads. Then both again under a memory budget of a quarter of
 the input's Arrow size. Each run is a fresh process; its peak RSS is its own.
 
-Run from the repository root: ``python3 -m bench.build [--rows N] [--key sql|python]``.
+With ``--key all``, one table instead: every key of ``bench._worker.KEYS`` (the SQL and
+Python host keys, the partitioners) against the SQL key and the baseline.
+
+Run from the repository root: ``python3 -m bench.build [--rows N] [--key NAME|all]``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pyarrow as pa
 
 import grouparrow
 from bench._data import DATA_DIR, DEFAULT_ROWS, Corpus, corpus
-from bench._worker import REPO, launch
+from bench._worker import GROUPS, KEYS, REPO, launch
 from grouparrow.build import _auto_shards, parse_bytes
 from grouparrow.sources import open_source
 
@@ -173,6 +176,61 @@ def speed_table(data: Corpus, key: str, repeat: int) -> dict[str, Any]:
     return ga
 
 
+def keys_table(data: Corpus, repeat: int) -> None:
+    """Every key of ``KEYS``, each run ``repeat`` times in turn (so that drift in the
+    machine's speed hits all alike) with the baseline, then each output verified once."""
+    jobs = {name: grouparrow_job(data, name, "grouparrow-key") for name in KEYS}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in KEYS}
+    checks: dict[str, dict[str, Any]] = {}
+    bases: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        for name, job in jobs.items():
+            runs[name].append(launch(job))
+            if name not in checks:  # verified while its output is there; the next replaces it
+                done = runs[name][-1]
+                checks[name] = (
+                    launch({"kind": "verify", "output": job["output"]}) if done["ok"] else done
+                )
+        like = settings(runs["sql"][0], data, None)
+        bases.append(launch(baseline_job(data, like, "baseline")))
+    results = {name: summarize(r) for name, r in runs.items()}
+    base, sql = summarize(bases), results["sql"]
+    print(
+        f"{'key':<16} {'seconds':>8} {'range':>10} {'rows/s':>10} {'vs sql':>7} "
+        f"{'vs base':>8} {'RSS GB':>7} {'shards':>6} {'groups':>8} {'verify':>6}"
+    )
+    for name, run in results.items():
+        print(key_row(name, run, data, sql, base, checks[name]))
+    print(key_row("duckdb baseline", base, data, sql, base, None))
+    print(
+        f"\nvs sql / vs base: seconds over the SQL key's / the baseline's (higher is slower); "
+        f"median of {repeat}; partitioners make {GROUPS:,} groups"
+    )
+
+
+def key_row(
+    name: str,
+    run: dict[str, Any],
+    data: Corpus,
+    sql: dict[str, Any],
+    base: dict[str, Any],
+    check: dict[str, Any] | None,
+) -> str:
+    if not run["ok"]:
+        return f"{name:<16} FAILED: {run['error']}"
+
+    def ratio(other: dict[str, Any]) -> str:
+        return f"{run['seconds'] / other['seconds']:.2f}x" if other["ok"] else "-"
+
+    verified = "-" if check is None else ("ok" if check.get("verified") else "FAILED")
+    return (
+        f"{name:<16} {run['seconds']:>8.1f} {run.get('range', '-'):>10} "
+        f"{data.num_rows / run['seconds']:>10,.0f} {ratio(sql):>7} {ratio(base):>8} "
+        f"{run['peak_rss'] / GB:>7.2f} {run.get('num_shards', '-'):>6} "
+        f"{run.get('num_groups', '-'):>8} {verified:>6}"
+    )
+
+
 def budget_row(name: str, run: dict[str, Any], budget: int) -> str:
     if not run["ok"]:
         return f"{name:<28} {'no':>8}  in {run.get('failed_in', '?')}: {run['error']}"
@@ -209,15 +267,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="corpus rows")
     parser.add_argument(
         "--key",
-        choices=("sql", "python"),
+        choices=(*KEYS, "all"),
         default="sql",
-        help="the host key as SQL (regexp_extract) or a Python urlparse",
+        help="the key: the URL host as SQL (regexp_extract) or a Python urlparse, a "
+        "partitioner, or all of them in one table (no budget runs)",
     )
     parser.add_argument("--skip-budget", action="store_true", help="skip the budget runs")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
     args = parser.parse_args()
     data = corpus(args.rows)
     print_machine(data)
+    if args.key == "all":
+        keys_table(data, args.repeat)
+        return
     speed_table(data, args.key, args.repeat)
     if not args.skip_budget:
         budget_table(data, args.key, args.repeat)

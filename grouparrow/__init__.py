@@ -13,6 +13,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from grouparrow import examples, partitioners
+from grouparrow._hf import hf_dataset
 from grouparrow.build import build
 from grouparrow.dataset import Group, GroupedDataset, PartitionedDataset, open
 from grouparrow.errors import (
@@ -22,10 +23,12 @@ from grouparrow.errors import (
     GroupNotFoundError,
     KeyFunctionError,
     KeySpecError,
+    LabelError,
     NullKeyError,
     OutputExistsError,
     RowKeyError,
     SourceError,
+    TensorShapeError,
 )
 from grouparrow.keys import batch_key_fn, key_fn, key_hash, shard_of, sql
 from grouparrow.verify import VerifyReport, verify
@@ -39,16 +42,19 @@ __all__ = [
     "GroupedDataset",
     "KeyFunctionError",
     "KeySpecError",
+    "LabelError",
     "NullKeyError",
     "OutputExistsError",
     "PartitionedDataset",
     "RowKeyError",
     "SourceError",
+    "TensorShapeError",
     "VerifyReport",
     "__version__",
     "batch_key_fn",
     "build",
     "examples",
+    "hf_dataset",
     "key_fn",
     "key_hash",
     "open",

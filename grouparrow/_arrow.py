@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch`` with the types of ``schema`` (DuckDB returns some types in another form).
 
-    A round trip through DuckDB turns ``large_string`` into ``string``,
-    ``fixed_size_binary`` into ``binary``, dictionaries into values and extension types into
-    their storage; casting restores them so the output keeps the source schema.
+    A round trip through DuckDB turns ``large_string`` into ``string``, dictionaries into
+    values, fixed-size lists read from Parquet into lists (and :func:`duckdb_safe` changes
+    more); casting restores them, at any depth, so the output keeps the source schema,
+    extension types (such as ``arrow.fixed_shape_tensor``) included.
     """
     if batch.schema.equals(schema, check_metadata=False):
         return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
@@ -47,39 +48,163 @@ def tables_reader(first: pa.Table, rest: Iterator[pa.Table]) -> pa.RecordBatchRe
 def duckdb_safe(schema: pa.Schema) -> pa.Schema:
     """``schema`` with the types DuckDB cannot carry unchanged replaced by ones it can.
 
-    DuckDB reads durations as intervals and has no half floats; such columns travel as
-    int64 / float32 and :func:`conform` casts them back.
+    At any depth (inside lists, structs and maps too): durations travel as int64 (DuckDB
+    reads them as intervals), half floats as float32 (DuckDB has none), fixed-size binary as
+    binary (DuckDB's Parquet writer misplaces it inside a struct with null rows) and
+    extension types as their storage (DuckDB turns some, such as ``arrow.uuid``, into types
+    of its own). :func:`conform` casts them back.
+
+    Example:
+        >>> duckdb_safe(pa.schema([("d", pa.list_(pa.float16()))])).field("d").type
+        ListType(list<item: float>)
     """
-    fields = []
-    for field in schema:
-        if pa.types.is_duration(field.type):
-            field = field.with_type(pa.int64())
-        elif pa.types.is_float16(field.type):
-            field = field.with_type(pa.float32())
-        fields.append(field)
-    return pa.schema(fields, metadata=schema.metadata)
+    return pa.schema(
+        [field.with_type(_safe_type(field.type)) for field in schema], metadata=schema.metadata
+    )
+
+
+def _safe_type(kind: pa.DataType) -> pa.DataType:
+    if isinstance(kind, pa.BaseExtensionType):
+        return _safe_type(kind.storage_type)
+    if pa.types.is_duration(kind):
+        return pa.int64()
+    if pa.types.is_float16(kind):
+        return pa.float32()
+    if pa.types.is_fixed_size_binary(kind):
+        return pa.binary()
+    if pa.types.is_map(kind):
+        key, item = kind.key_field, kind.item_field
+        return pa.map_(
+            key.with_type(_safe_type(key.type)),
+            item.with_type(_safe_type(item.type)),
+            keys_sorted=kind.keys_sorted,
+        )
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_safe_type(kind.value_type)))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(_safe_type(kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        value = kind.value_field
+        return pa.list_(value.with_type(_safe_type(value.type)), kind.list_size)
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_safe_type(f.type)) for f in kind.fields])
+    return kind
 
 
 def parquet_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` as it reads back from Parquet (e.g. ``timestamp[s]`` -> ``timestamp[ms]``)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(schema.empty_table(), sink)
+    pq.write_table(pa.Table.from_batches([empty_batch(schema)]), sink)
     return pq.read_schema(pa.BufferReader(sink.getvalue()))
 
 
+def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of no rows of ``schema`` (``Schema.empty_table`` fails on nested extensions).
+
+    Example:
+        >>> empty_batch(pa.schema([("t", pa.list_(pa.uuid()))])).num_rows
+        0
+    """
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+
 def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """``array`` as ``target``; extension types at any depth are rebuilt over their storage
+    (Arrow's cast does not reach inside nested types for them)."""
     if array.type == target:
         return array
-    if isinstance(target, pa.ExtensionType):
+    if isinstance(target, pa.BaseExtensionType):
+        if isinstance(array.type, pa.BaseExtensionType):
+            array = array.storage
+        if isinstance(target, pa.UuidType) and _is_string(array.type):
+            array = _uuid_bytes(array)  # DuckDB returns UUIDs as text
         return pa.ExtensionArray.from_storage(target, _cast(array, target.storage_type))
-    return array.cast(target)
+    if isinstance(array.type, pa.BaseExtensionType):
+        return _cast(array.storage, target)
+    if not (_has_extension(target) or _has_extension(array.type)):
+        return array.cast(target)
+    mask = array.is_null() if array.null_count else None
+    if pa.types.is_struct(target) and pa.types.is_struct(array.type):
+        children = [_cast(array.field(i), f.type) for i, f in enumerate(target.fields)]
+        return pa.StructArray.from_arrays(children, fields=list(target.fields), mask=mask)
+    if pa.types.is_map(target) and pa.types.is_map(array.type):
+        keys, items = array.keys, array.items
+        return pa.MapArray.from_arrays(
+            array.offsets,
+            _cast(keys, target.key_type),
+            _cast(items, target.item_type),
+            type=target,
+            mask=mask,
+        )
+    if pa.types.is_fixed_size_list(target) and pa.types.is_fixed_size_list(array.type):
+        size = array.type.list_size
+        values = array.values.slice(array.offset * size, len(array) * size)
+        return pa.FixedSizeListArray.from_arrays(
+            _cast(values, target.value_type), type=target, mask=mask
+        )
+    if pa.types.is_list(target) and pa.types.is_list(array.type):
+        values = _cast(array.values, target.value_type)
+        return pa.ListArray.from_arrays(array.offsets, values, type=target, mask=mask)
+    if pa.types.is_large_list(target) and pa.types.is_large_list(array.type):
+        values = _cast(array.values, target.value_type)
+        return pa.LargeListArray.from_arrays(array.offsets, values, type=target, mask=mask)
+    if _is_list_like(array.type) and _is_list_like(target):
+        # Another list layout (DuckDB returns fixed-size lists read from Parquet as lists):
+        # first to the target's layout with the source's values, then the values.
+        inner = target.value_field.with_type(array.type.value_type)
+        return _cast(array.cast(_with_value_field(target, inner)), target)
+    return array.cast(target)  # raises Arrow's own error for what cannot be cast
+
+
+def _has_extension(kind: pa.DataType) -> bool:
+    if isinstance(kind, pa.BaseExtensionType):
+        return True
+    return any(_has_extension(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _is_list_like(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _with_value_field(kind: pa.DataType, value: pa.Field) -> pa.DataType:
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(value, kind.list_size)
+    return pa.large_list(value) if pa.types.is_large_list(kind) else pa.list_(value)
+
+
+def _is_string(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    )
+
+
+_HEX = np.zeros(256, np.uint8)
+_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+_HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+
+
+def _uuid_bytes(array: pa.Array) -> pa.Array:
+    """UUID text (``"1b4e28ba-2fa1-11d2-883f-0016d3cca427"``) as 16-byte binary."""
+    digits = pc.replace_substring(array.cast(pa.large_string()), "-", "")
+    if digits.null_count:
+        digits = pc.fill_null(digits, "0" * 32)
+    lengths = pc.binary_length(digits).to_numpy()
+    if len(digits) and not (lengths == 32).all():
+        raise pa.ArrowInvalid(f"not a UUID: {digits[int(np.argmin(lengths == 32))]}")
+    offsets = _offsets(digits)
+    text = np.frombuffer(digits.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    nibbles = _HEX[text].reshape(-1, 2)
+    raw = (nibbles[:, 0] << 4) | nibbles[:, 1]
+    out = pa.Array.from_buffers(pa.binary(16), len(array), [None, pa.py_buffer(raw.tobytes())])
+    return pc.if_else(array.is_null(), pa.scalar(None, pa.binary(16)), out)
 
 
 def row_nbytes(array: pa.Array) -> np.ndarray:
     """Bytes of Arrow data each row of ``array`` holds (values, offsets; not validity bits)."""
     n = len(array)
     kind = array.type
-    if isinstance(kind, pa.ExtensionType):
+    if isinstance(kind, pa.BaseExtensionType):
         return row_nbytes(array.storage)
     if pa.types.is_dictionary(kind):
         return row_nbytes(array.dictionary_decode())

@@ -31,7 +31,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from grouparrow import _arrow, _sql
+from grouparrow import _arrow, _sql, _tensors
 from grouparrow._progress import Progress
 from grouparrow._writer import GroupRuns, ShardWriter
 from grouparrow.errors import (
@@ -60,7 +60,7 @@ from grouparrow.format import (
     shard_file,
     write_manifest,
 )
-from grouparrow.keys import Key, KeySpec, resolve
+from grouparrow.keys import Key, KeySpec, PreparedKey, resolve
 from grouparrow.sources import Source, open_source
 
 if TYPE_CHECKING:
@@ -97,8 +97,17 @@ def build(
     row_group_bytes: int = ROW_GROUP_BYTES,
     progress: bool = False,
     split: str | None = None,
+    unify_schemas: bool = False,
+    tensor_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> GroupedDataset:
     """Group ``source`` by ``key`` into a group-clustered Parquet dataset at ``output``.
+
+    An empty input with columns (an empty Parquet file, a CSV file with only a header, an
+    empty table, frame, stream, or ``datasets`` dataset with features) builds a valid empty
+    dataset: 0 groups, 0 rows, the source's columns, ``num_shards`` empty shards, which
+    ``ga.open``, ``iter_groups`` and ``ga.verify`` accept. An input with no columns to key on
+    (an empty JSON-lines file, an empty CSV file without a header, an empty
+    ``IterableDataset`` without features) is refused with a :class:`~grouparrow.SourceError`.
 
     Args:
         source: files (Parquet, CSV, JSON lines; paths, globs, directories), a pyarrow
@@ -126,6 +135,20 @@ def build(
         progress: print rows read and the current phase to stderr.
         split: the split to group when ``source`` is a ``datasets.DatasetDict`` (or a folder
             one was saved to).
+        unify_schemas: for several input files whose columns differ (names; or types, for
+            Parquet), read them by column name with DuckDB's ``union_by_name``: a column
+            missing from a file is null, differing types are widened (``int32`` + ``double``
+            -> ``double``, a number + a string -> string, structs merge their fields; a list
+            and a scalar are refused). By default such files are refused with a
+            :class:`~grouparrow.SourceError` naming both files and the column. Differences
+            in nullability, metadata or column order never count, nor do CSV/JSON types
+            that DuckDB's sniffer guessed differently per file (those are widened anyway).
+        tensor_shapes: columns to store as Arrow's ``fixed_shape_tensor`` of the given shape,
+            e.g. ``{"pixels": (28, 28)}``: ``fixed_size_binary`` and equal-length binary
+            columns become uint8 tensors, (nested) fixed-size lists of numbers tensors of
+            their numbers, so that ``group.to_numpy("pixels")`` is an ``(n, 28, 28)`` array
+            with no copy. A :class:`~grouparrow.TensorShapeError` names a column whose
+            values per row are not the shape's product, or that is not fixed-width.
 
     Returns:
         The built dataset, opened.
@@ -145,7 +168,7 @@ def build(
     _check_output(out, mode)
     started = time.monotonic()
     reporter = Progress(progress)
-    src = open_source(source, batch_rows=_BATCH_ROWS, split=split)
+    src = open_source(source, batch_rows=_BATCH_ROWS, split=split, unify_schemas=unify_schemas)
     stream = _Stream(src, reporter)
     shards = num_shards or _auto_shards(src.size_hint, options.memory_limit)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,10 +178,14 @@ def build(
     try:
         spill = Path(temp_directory) if temp_directory is not None else tmp / "_spill"
         con = _connect(options, spill)
-        resolved = resolve(key, stream.schema, stream.first, con)
-        plan = _Plan.make(stream, resolved, key_column, on_null, text_columns, seed, shards)
-        resolved.set_row_label(src.row_label)
         stream.register(con)
+        if isinstance(key, PreparedKey):
+            key = _prepare(con, key, stream, tmp / "_spool")
+        resolved = resolve(key, stream.schema, stream.first, con)
+        plan = _Plan.make(
+            stream, resolved, key_column, on_null, text_columns, seed, shards, tensor_shapes
+        )
+        resolved.set_row_label(src.row_label)
         if src.sql is not None:
             con.execute("SET enable_progress_bar = true")
             con.execute("SET enable_progress_bar_print = false")
@@ -188,8 +215,8 @@ def build(
             grouparrow_version=_version(),
             created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
-        shutil.rmtree(tmp / "_map", ignore_errors=True)
-        shutil.rmtree(tmp / "_spill", ignore_errors=True)
+        for scratch in ("_map", "_spill", "_spool"):
+            shutil.rmtree(tmp / scratch, ignore_errors=True)
         write_manifest(tmp, manifest)
         con.close()
         con = None
@@ -354,7 +381,7 @@ class _Stream:
         self.failure: BaseException | None = None
         try:
             first = next(iter(reader), None)
-            self.first = self._safe(first or pa.RecordBatch.from_pylist([], self.source_schema))
+            self.first = self._safe(first or _arrow.empty_batch(self.source_schema))
         except (pa.ArrowException, OSError, duckdb.Error) as exc:
             raise SourceError(f"cannot read the source: {exc}") from exc
 
@@ -396,6 +423,8 @@ class _Plan:
         self.__dict__.update(fields)
 
     schema: pa.Schema
+    row_schema: pa.Schema  # ``schema`` with the source's types for tensor_shapes columns
+    tensors: dict[str, pa.DataType]
     keyed_sql: str
     key: Key
     key_column: str
@@ -414,6 +443,7 @@ class _Plan:
         text_columns: Sequence[str] | None,
         seed: int,
         num_shards: int,
+        tensor_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> _Plan:
         source_schema = stream.source_schema
         names = source_schema.names
@@ -427,7 +457,12 @@ class _Plan:
             exclude.append(_sql.ident(key_column))
         kept = [f for f in source_schema if f.name != key_column]
         key_field = pa.field(key_column, key.arrow_type or pa.string(), nullable=False)
-        schema = pa.schema([key_field, *kept], metadata=source_schema.metadata)
+        row_schema = pa.schema([key_field, *kept], metadata=source_schema.metadata)
+        tensors = _tensors.tensor_types(source_schema, tensor_shapes, exclude=key_column)
+        schema = pa.schema(
+            [f.with_type(tensors[f.name]) if f.name in tensors else f for f in row_schema],
+            metadata=source_schema.metadata,
+        )
         if text_columns is None:
             key_source = key.definition if key.kind == "column" else None
             words = [f.name for f in kept if _arrow.is_text(f.type) and f.name != key_source]
@@ -444,16 +479,16 @@ class _Plan:
                     f"(string columns: {[f.name for f in kept if _arrow.is_text(f.type)]})"
                 )
         if on_null == "drop":
-            check, where = "__ga_key", "WHERE __ga_key IS NOT NULL"
+            check, where = key.value, f"WHERE NOT {key.null_test}"
         else:
             shown = [*key.columns, *(n for n in names if n not in key.columns)]
             preview = ", ".join(
                 f"{_sql.ident(n)} := {_sql.ident(n)}" for n in shown[:_PREVIEW_COLUMNS]
             )
             check = (
-                "CASE WHEN __ga_key IS NULL THEN error("
+                f"CASE WHEN {key.null_test} THEN error("
                 f"{_sql.literal(_NULL_MARK)} || __ga_row || ':' || "
-                f"left(CAST(struct_pack({preview}) AS VARCHAR), 240)) ELSE __ga_key END"
+                f"left(CAST(struct_pack({preview}) AS VARCHAR), 240)) ELSE {key.value} END"
             )
             where = ""
         ident = _sql.ident(key_column)
@@ -468,6 +503,8 @@ class _Plan:
         )
         return cls(
             schema=schema,
+            row_schema=row_schema,
+            tensors=tensors,
             keyed_sql=keyed,
             key=key,
             key_column=key_column,
@@ -521,17 +558,40 @@ def _run(
     return infos, total_bytes
 
 
+def _prepare(
+    con: duckdb.DuckDBPyConnection, key: PreparedKey, stream: _Stream, spool: Path
+) -> KeySpec:
+    """Run a prepared key's query over the source; a one-shot stream is spooled first."""
+    try:
+        if stream.source.sql is None:
+            spool.mkdir()
+            con.execute(
+                "COPY (SELECT * FROM __ga_source) TO "
+                f"{_sql.literal(str(spool))} (FORMAT parquet, PER_THREAD_OUTPUT true)"
+            )
+            con.unregister("__ga_source")
+            con.execute(
+                "CREATE VIEW __ga_source AS SELECT * FROM "
+                f"read_parquet({_sql.literal(str(spool / '*.parquet'))})"
+            )
+        stats = con.sql(key.query).to_arrow_table()
+    except duckdb.Error as exc:
+        error = _translate(exc, None, stream)
+        raise error from error.__cause__ or exc
+    return key.make(stats)
+
+
 def _execute(con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, statement: str) -> Any:
     try:
         params = {k: v for k, v in plan.params.items() if f"${k}" in statement}
         return con.sql(statement, params=params or None)
     except duckdb.Error as exc:
-        error = _translate(exc, plan, stream)
+        error = _translate(exc, plan.key, stream)
         raise error from error.__cause__ or exc
 
 
-def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException:
-    failure = plan.key.failure()
+def _translate(exc: duckdb.Error, key: Key | None, stream: _Stream) -> BaseException:
+    failure = key.failure() if key is not None else None
     if failure is not None:
         return failure
     if stream.failure is not None:
@@ -540,11 +600,11 @@ def _translate(exc: duckdb.Error, plan: _Plan, stream: _Stream) -> BaseException
         return SourceError(f"reading the source failed: {stream.failure}")
     text = str(exc)
     mark = text.find(_NULL_MARK)
-    if mark >= 0:
+    if mark >= 0 and key is not None:
         row, _, preview = text[mark + len(_NULL_MARK) :].partition(":")
         where = stream.source.row_label(int(row)) if row.isdigit() else f"row {row}"
         return NullKeyError(
-            f"the key ({plan.key.kind} {plan.key.definition!r}) is null for {where} "
+            f"the key ({key.kind} {key.definition!r}) is null for {where} "
             f'({preview.strip()}); fix the key, or pass on_null="drop" to skip rows '
             "whose key is null"
         )
@@ -569,6 +629,7 @@ def _cluster_shard(
     options: _Options,
 ) -> tuple[ShardInfo, pa.Table]:
     file_schema = _arrow.parquet_schema(plan.schema)
+    row_schema = _arrow.parquet_schema(plan.row_schema) if plan.tensors else file_schema
     writer = ShardWriter(path, file_schema, plan.key_column, options.row_group_bytes)
     runs = GroupRuns(plan.schema.field(0).type)
     try:
@@ -577,7 +638,9 @@ def _cluster_shard(
             relation = _execute(con, plan, stream, query)
             try:
                 for raw in relation.to_arrow_reader(_BATCH_ROWS):
-                    batch = _arrow.conform(raw, file_schema)
+                    batch = _arrow.conform(raw, row_schema)
+                    if plan.tensors:
+                        batch = _tensors.to_tensors(batch, file_schema)
                     runs.add(
                         batch.column(0),
                         _arrow.batch_row_nbytes(batch),
@@ -585,7 +648,7 @@ def _cluster_shard(
                     )
                     writer.add(batch)
             except duckdb.Error as exc:
-                error = _translate(exc, plan, stream)
+                error = _translate(exc, plan.key, stream)
                 raise error from error.__cause__ or exc
         num_rows, file_bytes, sha256 = writer.close()
     except BaseException:

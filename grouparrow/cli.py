@@ -1,6 +1,7 @@
 """The ``grouparrow`` command: a thin layer over the library.
 
     grouparrow build SOURCE... --key EXPR --output DIR [--overwrite] [--num-shards N]
+    grouparrow build SOURCE... --partitioner 'label_dirichlet("label", 100, alpha=0.5)' -o DIR
     grouparrow info [DIR] [--json]
     grouparrow verify DIR [--no-checksums] [--json]
     grouparrow demo [--output DIR]
@@ -65,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE:FUNCTION",
         help="an importable Python function of one example (a dict) returning the key",
     )
+    key.add_argument(
+        "--partitioner",
+        metavar="CALL",
+        help="a built-in partitioner call with literal arguments, e.g. "
+        "--partitioner 'label_dirichlet(\"label\", 100, alpha=0.5, seed=0)'",
+    )
     build.add_argument("--output", "-o", required=True, metavar="DIR", help="dataset directory")
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     build.add_argument("--num-shards", type=int, metavar="N", help="shard files (default: auto)")
@@ -80,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         "--text-columns",
         metavar="A,B",
         help="string columns whose words are counted (default: all string columns)",
+    )
+    build.add_argument(
+        "--unify-schemas",
+        action="store_true",
+        help="read input files whose columns differ by column name: missing columns null, "
+        "differing types widened (default: refuse them, naming the difference)",
     )
     build.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -125,10 +138,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _build(args: argparse.Namespace) -> int:
-    key: Any = _import_function(args.key_fn) if args.key_fn else args.key
     source = args.source[0] if len(args.source) == 1 else args.source
-    if isinstance(key, str):
-        key = _column_or_sql(source, key)
+    if args.key_fn:
+        key: Any = _import_function(args.key_fn)
+    elif args.partitioner:
+        key = _partitioner(args.partitioner)
+    else:
+        key = _column_or_sql(source, args.key, args.unify_schemas)
     ds = ga.build(
         source,
         key=key,
@@ -143,18 +159,44 @@ def _build(args: argparse.Namespace) -> int:
         temp_directory=args.temp_directory,
         text_columns=args.text_columns.split(",") if args.text_columns is not None else None,
         progress=not args.quiet,
+        unify_schemas=args.unify_schemas,
     )
     summary = _summary(ds)
     print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
     return 0
 
 
-def _column_or_sql(source: Any, key: str) -> Any:
+def _column_or_sql(source: Any, key: str, unify_schemas: bool = False) -> Any:
     """A CLI key is SQL; one that is exactly a column name is that column (any spelling)."""
     from grouparrow.sources import open_source
 
-    names = open_source(source).reader.schema.names
+    names = open_source(source, unify_schemas=unify_schemas).reader.schema.names
     return key if key in names else ga.sql(key)
+
+
+def _partitioner(call: str) -> Any:
+    """``--partitioner 'shards("label", 100, 2)'``: a call of a public function of
+    :mod:`grouparrow.partitioners` with literal arguments (nothing else is evaluated)."""
+    import ast
+
+    names = ga.partitioners.__all__
+    usage = f"--partitioner {call!r} must be a call like 'iid(100, seed=0)' of one of: " + (
+        ", ".join(names)
+    )
+    try:
+        node = ast.parse(call.strip(), mode="eval").body
+    except SyntaxError:
+        raise ValueError(usage) from None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        raise ValueError(usage)
+    if node.func.id not in names:
+        raise ValueError(usage)
+    try:
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+    except ValueError:
+        raise ValueError(f"{usage}; arguments must be literals") from None
+    return getattr(ga.partitioners, node.func.id)(*args, **kwargs)
 
 
 def _import_function(spec: str) -> Any:

@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import bisect
+import copy
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -25,10 +27,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grouparrow import _arrow
+from grouparrow import _arrow, _tensors
+from grouparrow._splits import check_fraction, group_mask, row_mask
 from grouparrow.errors import CorruptDatasetError, FormatError, GroupNotFoundError
 from grouparrow.format import INDEX, Manifest, read_manifest
-from grouparrow.keys import KeyValue, shard_of
+from grouparrow.keys import KeyValue, composite_id, shard_of
+
+#: A group's id: ``str``, ``bytes`` or ``int``, or a tuple of them for a composite key.
+GroupId = KeyValue | tuple[KeyValue, ...]
 
 _OPEN_FILES = 64
 _EMPTY_BATCH = pa.record_batch({})
@@ -47,7 +53,7 @@ class Group:
 
     def __init__(
         self,
-        id: KeyValue,
+        id: GroupId,
         batches: list[pa.RecordBatch],
         schema: pa.Schema,
         num_rows: int | None = None,
@@ -83,18 +89,47 @@ class Group:
             for start in range(0, batch.num_rows, batch_size):
                 yield batch.slice(start, batch_size)
 
+    def split(self, fraction: float, *, seed: int = 0) -> tuple[Group, Group]:
+        """The group's rows split into (train, eval) parts, ``fraction`` of them (in
+        expectation) in eval, by a hash of ``(seed, group id, position in the group)``: the
+        same rows as :meth:`GroupedDataset.split_rows` with that seed (rows are copied).
+
+        Example:
+            >>> train, test = group.split(0.2, seed=0)   # doctest: +SKIP
+            >>> train.num_rows + test.num_rows == group.num_rows   # doctest: +SKIP
+            True
+        """
+        test = row_mask([self.id], np.array([self.num_rows]), check_fraction(fraction), seed)
+        return self._take(~test), self._take(test)
+
+    def _take(self, mask: np.ndarray) -> Group:
+        table = self.to_arrow().filter(pa.array(mask))
+        return Group(self.id, table.to_batches(), self._schema, table.num_rows)
+
     def to_pylist(self) -> list[dict[str, Any]]:
         """The group's rows as a list of dicts."""
         return self.to_arrow().to_pylist()
 
-    def to_numpy(self, column: str | None = None) -> Any:
+    def to_numpy(self, column: str | None = None, *, shape: Sequence[int] | None = None) -> Any:
         """One column as a NumPy array, or a dict of every column's array.
 
-        Zero-copy where Arrow allows it (one chunk, fixed-width values, no nulls).
+        Zero-copy where Arrow allows it (one chunk, fixed-width values, no nulls). A tensor
+        column (``fixed_shape_tensor``, such as TFDS images or ``tensor_shapes=`` columns)
+        is one ``(rows, *shape)`` array, a (nested) fixed-size list of numbers
+        ``(rows, a, b, ...)``, ``fixed_size_binary[w]`` ``(rows, w)`` of uint8: views of
+        Arrow's buffer when the group is one chunk without nulls (a group that spans row
+        groups is concatenated first: one copy). ``shape`` reshapes each row's fixed-width
+        values (equal-length ``binary`` too), also without a copy.
+
+        Example:
+            >>> group.to_numpy("pixels", shape=(28, 28)).shape    # doctest: +SKIP
+            (12, 28, 28)
         """
         table = self.to_arrow()
         if column is not None:
-            return _column_to_numpy(table.column(column))
+            return _column_to_numpy(table.column(column), shape)
+        if shape is not None:
+            raise ValueError("to_numpy(shape=...) reshapes one column: name it")
         return {name: _column_to_numpy(table.column(name)) for name in table.column_names}
 
     def to_polars(self) -> Any:
@@ -108,14 +143,8 @@ class Group:
         return self.to_arrow().to_pandas()
 
 
-def _column_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-    if pa.types.is_fixed_size_binary(array.type) and array.null_count == 0:
-        width = array.type.byte_width
-        data = np.frombuffer(array.buffers()[1], np.uint8)
-        start = array.offset * width
-        return data[start : start + len(array) * width].reshape(len(array), width)
-    return array.to_numpy(zero_copy_only=False)
+def _column_to_numpy(column: pa.ChunkedArray, shape: Sequence[int] | None = None) -> np.ndarray:
+    return _tensors.to_numpy(column, shape)
 
 
 class GroupedDataset:
@@ -135,21 +164,43 @@ class GroupedDataset:
         self._starts: OrderedDict[int, list[int]] = OrderedDict()
         # Parquet stores a few types in another form (timestamp[s] as [ms]): cast them back.
         self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
+        self._composite = self.manifest.key.get("kind") == "composite"
+        # Views made by split_groups / split_rows: (fraction, seed, eval side) each.
+        self._group_splits: tuple[tuple[float, int, bool], ...] = ()
+        self._row_splits: tuple[tuple[float, int, bool], ...] = ()
+        self._selected: dict[int, np.ndarray] = {}
 
     def __repr__(self) -> str:
+        splits = [f"split_groups{s}" for s in self._group_splits]
+        splits += [f"split_rows{s}" for s in self._row_splits]
+        view = f", view={' '.join(splits)}" if splits else ""
         return (
             f"GroupedDataset({str(self.path)!r}, num_groups={self.num_groups:,}, "
-            f"num_rows={self.num_rows:,}, num_shards={self.num_shards})"
+            f"num_rows={self.num_rows:,}, num_shards={self.num_shards}{view})"
         )
 
     # -- metadata ---------------------------------------------------------------------------
     @property
     def num_groups(self) -> int:
-        return self.manifest.num_groups
+        """Groups in this dataset (in this side of a :meth:`split_groups` view)."""
+        if not self._group_splits:
+            return self.manifest.num_groups
+        return sum(int(self._selection(s).sum()) for s in range(self.num_shards))
 
     @property
     def num_rows(self) -> int:
-        return self.manifest.num_rows
+        """Rows in this dataset (in this side of a split view)."""
+        if not self._group_splits and not self._row_splits:
+            return self.manifest.num_rows
+        total = 0
+        for shard in range(self.num_shards):
+            part = self.shard_index(shard)
+            sizes = part.column("num_rows").to_numpy()
+            if self._row_splits and len(sizes):
+                kept = self._row_selection(part.column("group_id").to_pylist(), sizes)
+                sizes = np.add.reduceat(kept, np.cumsum(sizes) - sizes)
+            total += int(sizes[self._selection(shard)].sum())
+        return total
 
     @property
     def num_shards(self) -> int:
@@ -177,24 +228,29 @@ class GroupedDataset:
             ) from None
         except (pa.ArrowException, OSError) as exc:
             raise CorruptDatasetError(f"{self.path / INDEX} cannot be read: {exc}") from exc
-        if index.metadata.num_rows != self.num_groups:
+        if index.metadata.num_rows != self.manifest.num_groups:
             raise CorruptDatasetError(
                 f"{self.path / INDEX} has {index.metadata.num_rows} rows but the manifest "
-                f"lists {self.num_groups} groups; the dataset is damaged: rebuild it"
+                f"lists {self.manifest.num_groups} groups; the dataset is damaged: rebuild it"
             )
         return index
 
     @property
     def index(self) -> pa.Table:
-        """The whole index as a ``pyarrow.Table``: one row per group, in shard order."""
+        """The whole index as a ``pyarrow.Table``: one row per group, in shard order (in a
+        :meth:`split_groups` view, its groups only; statistics are of whole groups)."""
         try:
-            return self._index_file.read()
+            index = self._index_file.read()
         except (pa.ArrowException, OSError) as exc:
             raise CorruptDatasetError(f"{self.path / INDEX} cannot be read: {exc}") from exc
+        return index.filter(pa.array(self._all_selected())) if self._group_splits else index
 
-    def group_ids(self) -> list[KeyValue]:
-        """Every group id, in storage order (shard by shard)."""
-        return self._index_file.read(columns=["group_id"]).column(0).to_pylist()
+    def group_ids(self) -> list[GroupId]:
+        """Every group id, in storage order (shard by shard); tuples for composite keys."""
+        ids = self._index_file.read(columns=["group_id"]).column(0).to_pylist()
+        if self._group_splits:
+            ids = [i for i, keep in zip(ids, self._all_selected(), strict=True) if keep]
+        return self._decode(ids)
 
     def shard_index(self, shard: int) -> pa.Table:
         """The index rows of one shard, in the order its groups are stored."""
@@ -231,15 +287,15 @@ class GroupedDataset:
             return False
         return True
 
-    def __getitem__(self, group_id: KeyValue) -> Group:
+    def __getitem__(self, group_id: GroupId) -> Group:
         """One group by id; reads only the Parquet row groups that hold it."""
         shard, row = self._locate(group_id)
         part = self.shard_index(shard)
         offset = part.column("offset")[row].as_py()
         num_rows = part.column("num_rows")[row].as_py()
-        return Group(group_id, self._read_rows(shard, offset, num_rows), self.schema)
+        return self._group(group_id, self._read_rows(shard, offset, num_rows), self.schema)
 
-    def get(self, group_id: KeyValue, default: Any = None) -> Group | Any:
+    def get(self, group_id: GroupId, default: Any = None) -> Group | Any:
         """The group with this id, or ``default`` when there is none."""
         try:
             return self[group_id]
@@ -247,6 +303,11 @@ class GroupedDataset:
             return default
 
     def _locate(self, group_id: object) -> tuple[int, int]:
+        if self._composite and isinstance(group_id, (tuple, list)):
+            try:
+                group_id = composite_id(group_id)
+            except TypeError as exc:
+                raise GroupNotFoundError(f"no group {group_id!r}: {exc}") from None
         if isinstance(group_id, pa.Scalar):
             group_id = group_id.as_py()
         elif isinstance(group_id, np.integer):
@@ -270,7 +331,11 @@ class GroupedDataset:
         if row is None:
             raise GroupNotFoundError(
                 f"no group {group_id!r} in {str(self.path)!r} "
-                f"({self.num_groups:,} groups, keys of type {self.manifest.key_type})"
+                f"({self.manifest.num_groups:,} groups, keys of type {self.manifest.key_type})"
+            )
+        if self._group_splits and not self._selection(shard)[row]:
+            raise GroupNotFoundError(
+                f"group {group_id!r} is in the other side of this split_groups() view"
             )
         return shard, row
 
@@ -286,7 +351,7 @@ class GroupedDataset:
         batches = table.slice(offset - starts[first], num_rows).to_batches()
         if self._restore:
             batches = [_arrow.conform(b, self.schema) for b in batches]
-        return batches or [pa.RecordBatch.from_pylist([], self.schema)]
+        return batches or [_arrow.empty_batch(self.schema)]
 
     # -- streaming --------------------------------------------------------------------------
     def iter_groups(
@@ -321,10 +386,16 @@ class GroupedDataset:
         self, shard: int, first: int, end: int, columns: Sequence[str] | None
     ) -> Iterator[Group]:
         part = self.shard_index(shard).slice(first, end - first)
-        ids = part.column("group_id").to_pylist()
+        if self._group_splits:
+            part = part.filter(pa.array(self._selection(shard)[first:end]))
+        ids = self._decode(part.column("group_id").to_pylist())
         offsets = part.column("offset").to_numpy().tolist()
         counts = part.column("num_rows").to_numpy().tolist()
         if not ids:
+            return
+        if self._row_splits:  # a group at a time: each keeps some of its rows
+            for gid, offset, count in zip(ids, offsets, counts, strict=True):
+                yield self._group(gid, self._read_rows(shard, offset, count), self.schema)
             return
         file = self._file(shard)
         starts = self._row_group_starts(shard)
@@ -364,6 +435,87 @@ class GroupedDataset:
         batches = table.to_batches()
         batch = batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
         return _arrow.conform(batch, schema) if self._restore else batch
+
+    # -- splits -----------------------------------------------------------------------------
+    def split_groups(
+        self, fraction: float, *, seed: int = 0
+    ) -> tuple[GroupedDataset, GroupedDataset]:
+        """Held-out groups: ``(train, eval)`` views with disjoint groups, a group in eval when
+        a hash of ``(seed, group id)`` falls in the first ``fraction`` of its range (so
+        about ``fraction`` of the groups, the same ones in any dataset with those ids).
+        Nothing is rewritten; views split again (``train.split_groups(0.1, seed=1)``).
+
+        Example:
+            >>> train, test = ds.split_groups(0.1, seed=0)   # doctest: +SKIP
+            >>> set(train.group_ids()).isdisjoint(test.group_ids())   # doctest: +SKIP
+            True
+        """
+        fraction = check_fraction(fraction)
+        return (
+            self._view(groups=(fraction, seed, False)),
+            self._view(groups=(fraction, seed, True)),
+        )
+
+    def split_rows(
+        self, fraction: float, *, seed: int = 0
+    ) -> tuple[GroupedDataset, GroupedDataset]:
+        """Within-group split for personalization: ``(train, eval)`` views holding every
+        group, each with the rows whose hash of ``(seed, group id, position in the group)``
+        falls outside / inside the first ``fraction`` (as :meth:`Group.split`). A group may
+        be empty on one side; groups come in the same order on both sides.
+
+        Example:
+            >>> fit, held = ds.split_rows(0.2, seed=0)   # doctest: +SKIP
+            >>> fit["ann"].num_rows + held["ann"].num_rows == ds["ann"].num_rows   # doctest: +SKIP
+            True
+        """
+        fraction = check_fraction(fraction)
+        return self._view(rows=(fraction, seed, False)), self._view(rows=(fraction, seed, True))
+
+    def _view(
+        self,
+        groups: tuple[float, int, bool] | None = None,
+        rows: tuple[float, int, bool] | None = None,
+    ) -> GroupedDataset:
+        view = copy.copy(self)
+        if groups is not None:
+            view._group_splits = (*self._group_splits, groups)
+            view._selected = {}
+        if rows is not None:
+            view._row_splits = (*self._row_splits, rows)
+        return view
+
+    def _selection(self, shard: int) -> np.ndarray:
+        """Which groups of a shard (in storage order) this view holds."""
+        mask = self._selected.get(shard)
+        if mask is None:
+            ids = self.shard_index(shard).column("group_id").to_pylist()
+            mask = np.ones(len(ids), dtype=bool)
+            for fraction, seed, side in self._group_splits:
+                mask &= group_mask(ids, fraction, seed) == side
+            self._selected[shard] = mask
+        return mask
+
+    def _all_selected(self) -> np.ndarray:
+        masks = [self._selection(s) for s in range(self.num_shards)]
+        return np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+
+    def _row_selection(self, ids: Sequence[GroupId], sizes: np.ndarray) -> np.ndarray:
+        """Which rows of groups ``ids`` (of ``sizes`` rows, end to end) this view holds."""
+        mask = np.ones(int(np.sum(sizes)), dtype=bool)
+        for fraction, seed, side in self._row_splits:
+            mask &= row_mask(ids, sizes, fraction, seed) == side
+        return mask
+
+    def _group(self, gid: GroupId, batches: list[pa.RecordBatch], schema: pa.Schema) -> Group:
+        group = Group(gid, batches, schema)
+        if not self._row_splits:
+            return group
+        return group._take(self._row_selection([gid], np.array([group.num_rows])))
+
+    def _decode(self, ids: list[Any]) -> list[GroupId]:
+        """Stored ids as users see them: composite keys' JSON text as tuples."""
+        return [tuple(json.loads(i)) for i in ids] if self._composite else ids
 
     # -- files ------------------------------------------------------------------------------
     def _file(self, shard: int) -> pq.ParquetFile:

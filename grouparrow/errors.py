@@ -32,6 +32,15 @@ class KeyFunctionError(RowKeyError):
     """The user's key function raised, or returned a value of an unsupported type."""
 
 
+class LabelError(RowKeyError):
+    """A row's label is not one of the ``labels=`` a partitioner was told to expect."""
+
+
+class TensorShapeError(ValueError, GroupArrowError):
+    """A tensor shape does not fit its column (``tensor_shapes=`` of :func:`grouparrow.build`,
+    ``Group.to_numpy(shape=...)``): another number of values per row, or not fixed-width."""
+
+
 class OutputExistsError(FileExistsError, GroupArrowError):
     """The output directory exists and ``mode="error"``."""
 

@@ -9,7 +9,9 @@ A key is one of
   ``bytes`` or ``int`` (``key=lambda ex: urlparse(ex["url"]).netloc``), optionally wrapped
   in :func:`key_fn` to declare the columns it reads or its type;
 * a vectorized function of a ``pyarrow.RecordBatch`` returning an Arrow array, wrapped in
-  :func:`batch_key_fn`.
+  :func:`batch_key_fn`;
+* a tuple of any of these, a *composite* key (``key=("user", "day")``): the group id is the
+  tuple, stored as its JSON array text (``'["ann",3]'``) and read back as a tuple.
 
 Every form becomes a SQL expression; Python functions are registered on the build's DuckDB
 connection as Arrow UDFs and called from the grouping SQL. Keys are strings, binary or
@@ -26,15 +28,16 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from grouparrow import _sql
-from grouparrow.errors import KeyFunctionError, KeySpecError
+from grouparrow.errors import KeyFunctionError, KeySpecError, RowKeyError
 from grouparrow.sources import RowLabel
 
 if TYPE_CHECKING:
@@ -60,9 +63,13 @@ _PREVIEW_CHARS = 240
 
 @dataclass(frozen=True, slots=True)
 class SQLKey:
-    """A DuckDB SQL expression over the source columns; made by :func:`sql`."""
+    """A DuckDB SQL expression over the source columns; made by :func:`sql`.
+
+    ``definition`` is how the manifest names the key (default: the expression).
+    """
 
     expression: str
+    definition: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +83,34 @@ class ExampleKeyFn:
 
 @dataclass(frozen=True, slots=True)
 class BatchKeyFnSpec:
-    """A vectorized Python key function; made by :func:`batch_key_fn`."""
+    """A vectorized Python key function; made by :func:`batch_key_fn`.
+
+    ``inputs`` adds columns computed in SQL before the function sees the batch, as
+    ``(name, expression)`` pairs (window functions allowed: a row's rank within its label,
+    say); ``definition`` is how the manifest names the key (default: the function's name).
+    """
 
     fn: BatchKeyFn
     columns: tuple[str, ...] | None = None
     type: KeyType | None = None
+    inputs: tuple[tuple[str, str], ...] = ()
+    definition: str | None = None
 
 
-KeySpec = str | SQLKey | ExampleKeyFn | BatchKeyFnSpec | KeyFn
+@dataclass(frozen=True, slots=True)
+class PreparedKey:
+    """A key that needs a look at the whole input first (label counts, say).
+
+    The build runs ``query`` (SQL over the view ``__ga_source`` of the numbered source
+    rows) once, and ``make(result)`` returns the key spec to group by. A one-shot stream is
+    first spooled to temporary Parquet files, so the input is read twice.
+    """
+
+    query: str
+    make: Callable[[pa.Table], KeySpec]
+
+
+KeySpec = str | SQLKey | ExampleKeyFn | BatchKeyFnSpec | PreparedKey | KeyFn | tuple[Any, ...]
 
 
 def sql(expression: str) -> SQLKey:
@@ -133,8 +160,9 @@ def batch_key_fn(
     return BatchKeyFnSpec(fn, _columns(columns), _check_type(type))
 
 
-def key_hash(key: KeyValue, seed: int) -> int:
-    """The 128-bit placement hash of a key, equal to the ``ga_hash_*`` SQL macros.
+def key_hash(key: KeyValue, seed: int | str) -> int:
+    """The 128-bit placement hash of a key, equal to the ``ga_hash_*`` SQL macros:
+    ``md5("<seed>:" + key)`` read as a little-endian integer.
 
     Example:
         >>> key_hash("nytimes.com", 0) >> 64   # the group's place in its shard's order
@@ -181,14 +209,21 @@ def _check_type(type: str | None) -> KeyType | None:
 
 @dataclass(slots=True)
 class Key:
-    """A key spec resolved against a source schema: SQL to compute it, and its kind."""
+    """A key spec resolved against a source schema: SQL to compute it, and its kind.
+
+    ``expression`` computes ``__ga_key`` from a source row; ``value`` turns ``__ga_key``
+    into the stored key and ``null_test`` tells when the row has none (a composite key's
+    ``__ga_key`` is a struct of its parts, its value their JSON array).
+    """
 
     expression: str
-    kind: Literal["column", "sql", "python", "python_batch"]
+    kind: Literal["column", "sql", "python", "python_batch", "composite"]
     definition: str
-    udf: _KeyUDF | None = None
+    udfs: list[_KeyUDF] = field(default_factory=list)
     duckdb_type: str = ""
     arrow_type: pa.DataType | None = None
+    value: str = "__ga_key"
+    null_test: str = "__ga_key IS NULL"
 
     @property
     def hash_expression(self) -> str:
@@ -202,22 +237,23 @@ class Key:
 
     def set_row_label(self, label: Callable[[int], str]) -> None:
         """How the key's errors name a row from its ``__ga_row`` number."""
-        if self.udf is not None:
-            self.udf.row_label = label
+        for udf in self.udfs:
+            udf.row_label = label
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The source columns the key reads, where known (column keys and Python keys)."""
         if self.kind == "column":
             return (self.definition,)
-        return self.udf.columns if self.udf is not None else ()
+        return tuple(dict.fromkeys(c for udf in self.udfs for c in udf.columns))
 
     def failure(self) -> Exception | None:
-        """The error the key UDF met during the last query, if any (then cleared)."""
-        if self.udf is None:
-            return None
-        failure, self.udf.failure = self.udf.failure, None
-        return failure
+        """The error a key UDF met during the last query, if any (then cleared)."""
+        for udf in self.udfs:
+            if udf.failure is not None:
+                failure, udf.failure = udf.failure, None
+                return failure
+        return None
 
     def describe(self) -> dict[str, str]:
         """The key's entry in the manifest."""
@@ -232,6 +268,15 @@ def resolve(
     ``sample`` holds the first rows of the source: Python key functions are run on them to
     learn which columns they read and which type they return.
     """
+    if isinstance(spec, tuple):
+        key = _composite(spec, schema, sample, con)
+    else:
+        key = _resolve_one(spec, schema, sample, con, "__ga_key_fn")
+    _type_key(key, schema, con)
+    return key
+
+
+def _resolve_one(spec: Any, schema: pa.Schema, sample: pa.RecordBatch, con: Any, name: str) -> Key:
     names = schema.names
     if isinstance(spec, str):
         if spec not in names:
@@ -239,22 +284,66 @@ def resolve(
                 f"key {spec!r} is not a column of the source (columns: {', '.join(names)}); "
                 f"to group by an expression, pass key=ga.sql({spec!r})"
             )
-        key = Key(_sql.ident(spec), "column", spec)
-    elif isinstance(spec, SQLKey):
-        key = Key(f"({spec.expression})", "sql", spec.expression)
-    elif isinstance(spec, BatchKeyFnSpec):
-        key = _batch_key(spec, schema, sample, con)
-    elif isinstance(spec, ExampleKeyFn) or callable(spec):
+        return Key(_sql.ident(spec), "column", spec)
+    if isinstance(spec, SQLKey):
+        return Key(f"({spec.expression})", "sql", spec.definition or spec.expression)
+    if isinstance(spec, BatchKeyFnSpec):
+        return _batch_key(spec, schema, sample, con, name)
+    if isinstance(spec, PreparedKey):
+        raise KeySpecError(
+            "this key needs a pass over the whole input first; pass it to grouparrow.build "
+            "as the whole key= (not inside a composite key)"
+        )
+    if isinstance(spec, ExampleKeyFn) or callable(spec):
         if not isinstance(spec, ExampleKeyFn):
             spec = ExampleKeyFn(spec)
-        key = _example_key(spec, schema, sample, con)
-    else:
-        raise KeySpecError(
-            f"key={spec!r} is not a key: pass a column name, ga.sql('<expression>'), "
-            "a function of one example, or ga.batch_key_fn(<function of a batch>)"
-        )
-    _type_key(key, schema, con)
-    return key
+        return _example_key(spec, schema, sample, con, name)
+    raise KeySpecError(
+        f"key={spec!r} is not a key: pass a column name, ga.sql('<expression>'), a function "
+        "of one example, ga.batch_key_fn(<function of a batch>), or a tuple of these"
+    )
+
+
+def _composite(parts: tuple[Any, ...], schema: pa.Schema, sample: pa.RecordBatch, con: Any) -> Key:
+    """A tuple key: a struct of the parts, stored as the JSON array of their values."""
+    if not parts:
+        raise KeySpecError("key=() is empty; a composite key names at least one part")
+    keys = [_resolve_one(p, schema, sample, con, f"__ga_key_fn_{i}") for i, p in enumerate(parts)]
+    for part in keys:
+        _type_key(part, schema, con)
+        if _family(part.duckdb_type) not in ("text", "integer"):
+            raise KeySpecError(
+                f"composite key part {part.definition!r} has type {part.duckdb_type}; the "
+                "parts of a composite key are strings or integers (cast binary to VARCHAR)"
+            )
+    fields = [f"p{i}" for i in range(len(keys))]
+    expression = (
+        "struct_pack("
+        + ", ".join(f"{f} := {k.expression}" for f, k in zip(fields, keys, strict=True))
+        + ")"
+    )
+    definition = "(" + ", ".join(k.definition for k in keys) + ")"
+    return Key(
+        expression,
+        "composite",
+        definition,
+        [udf for k in keys for udf in k.udfs],
+        value="CAST(json_array(" + ", ".join(f"__ga_key.{f}" for f in fields) + ") AS VARCHAR)",
+        null_test="(" + " OR ".join(f"__ga_key.{f} IS NULL" for f in fields) + ")",
+    )
+
+
+def composite_id(parts: Sequence[KeyValue]) -> str:
+    """The stored id of a composite key's group: the JSON array of its parts.
+
+    Example:
+        >>> composite_id(("ann", 3))
+        '["ann",3]'
+    """
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, (str, int)):
+            raise TypeError(f"composite key parts are str or int, not {type(part).__name__}")
+    return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
 
 
 def _type_key(key: Key, schema: pa.Schema, con: duckdb.DuckDBPyConnection) -> None:
@@ -263,7 +352,9 @@ def _type_key(key: Key, schema: pa.Schema, con: duckdb.DuckDBPyConnection) -> No
     probe = schema.append(pa.field("__ga_row", pa.int64())).empty_table()
     con.register("__ga_probe", probe)
     try:
-        relation = con.sql(f"SELECT {key.expression} AS k FROM __ga_probe")
+        relation = con.sql(
+            f"SELECT {key.value} AS k FROM (SELECT {key.expression} AS __ga_key FROM __ga_probe)"
+        )
         key.duckdb_type = str(relation.types[0])
         key.arrow_type = relation.to_arrow_table().schema.field(0).type
     except duckdb.Error as exc:
@@ -279,6 +370,11 @@ def _type_key(key: Key, schema: pa.Schema, con: duckdb.DuckDBPyConnection) -> No
             if key.kind == "column"
             else "convert it to a string, e.g. with CAST(... AS VARCHAR) or str()"
         )
+        if key.duckdb_type.strip('"') == "NULL":
+            fix += (
+                " (a null type means no value told the type: an empty source without declared "
+                "types, e.g. a datasets.Dataset made from empty lists without features=)"
+            )
         raise KeySpecError(
             f"key {key.definition!r} has type {key.duckdb_type}; grouparrow groups by string, "
             f"binary or integer keys: {fix}"
@@ -302,21 +398,23 @@ def _family(duckdb_type: str) -> str | None:
 def _register(udf: _KeyUDF, name: str, schema: pa.Schema, con: Any) -> str:
     """Register ``udf`` on ``con``; return the SQL that calls it on each row.
 
-    The columns the function reads travel as one STRUCT argument (DuckDB UDFs take a fixed
-    number of parameters), followed by the row's input position.
+    The columns the function reads (and its SQL-computed inputs) travel as one STRUCT
+    argument (DuckDB UDFs take a fixed number of parameters), followed by the row's input
+    position.
     """
     import duckdb
 
     duck_type = {"string": "VARCHAR", "binary": "BLOB", "int64": "BIGINT"}[udf.type_name]
     options = {"type": "arrow", "null_handling": "special", "side_effects": False}
-    if not udf.columns:
+    fields = [(c, _sql.ident(c)) for c in udf.columns] + list(udf.inputs)
+    if not fields:
         con.create_function(
             name, udf.call_rows, [duckdb.sqltype("BIGINT")], duckdb.sqltype(duck_type), **options
         )
         return f"{name}(__ga_row)"
-    struct = (
-        "struct_pack(" + ", ".join(f"{_sql.ident(c)} := {_sql.ident(c)}" for c in udf.columns) + ")"
-    )
+    struct = "struct_pack(" + ", ".join(f"{_sql.ident(n)} := {e}" for n, e in fields) + ")"
+    if ROW_COLUMN not in schema.names:
+        schema = schema.append(pa.field(ROW_COLUMN, pa.int64()))
     con.register("__ga_types", schema.empty_table())
     try:
         struct_type = con.sql(f"SELECT {struct} FROM __ga_types").types[0]
@@ -341,7 +439,9 @@ def _check_columns(columns: Sequence[str], schema: pa.Schema) -> None:
         )
 
 
-def _example_key(spec: ExampleKeyFn, schema: pa.Schema, sample: pa.RecordBatch, con: Any) -> Key:
+def _example_key(
+    spec: ExampleKeyFn, schema: pa.Schema, sample: pa.RecordBatch, con: Any, udf_name: str
+) -> Key:
     rows = sample.slice(0, _PROBE_ROWS).to_pylist()
     columns = spec.columns
     if columns is None:
@@ -356,10 +456,12 @@ def _example_key(spec: ExampleKeyFn, schema: pa.Schema, sample: pa.RecordBatch, 
     type_name = spec.type or _infer_type(values, rows)
     name = _qualname(spec.fn)
     udf = _ExampleUDF(spec.fn, columns, type_name, name, tuple(schema.names))
-    return Key(_register(udf, "__ga_key_fn", schema, con), "python", name, udf)
+    return Key(_register(udf, udf_name, schema, con), "python", name, [udf])
 
 
-def _batch_key(spec: BatchKeyFnSpec, schema: pa.Schema, sample: pa.RecordBatch, con: Any) -> Key:
+def _batch_key(
+    spec: BatchKeyFnSpec, schema: pa.Schema, sample: pa.RecordBatch, con: Any, udf_name: str
+) -> Key:
     if spec.columns is not None and ROW_COLUMN in spec.columns:
         schema = schema.append(pa.field(ROW_COLUMN, pa.int64()))
         rows = pa.array(np.arange(sample.num_rows, dtype=np.int64))
@@ -368,6 +470,8 @@ def _batch_key(spec: BatchKeyFnSpec, schema: pa.Schema, sample: pa.RecordBatch, 
     _check_columns(columns, schema)
     name = _qualname(spec.fn)
     type_name = spec.type
+    if type_name is None and spec.inputs:
+        raise KeySpecError(f"key function {name} has SQL inputs, so declare its type=")
     if type_name is None:
         probe = sample.slice(0, _PROBE_ROWS).select(list(columns))
         try:
@@ -380,8 +484,9 @@ def _batch_key(spec: BatchKeyFnSpec, schema: pa.Schema, sample: pa.RecordBatch, 
                 f"rows 0-{probe.num_rows - 1} (first row: {_preview(probe.slice(0, 1))})"
             ) from exc
         type_name = _arrow_type_name(result.type, name)
-    udf = _BatchUDF(spec.fn, columns, type_name, name)
-    return Key(_register(udf, "__ga_batch_key_fn", schema, con), "python_batch", name, udf)
+    udf = _BatchUDF(spec.fn, columns, type_name, name, spec.inputs)
+    definition = spec.definition or name
+    return Key(_register(udf, udf_name, schema, con), "python_batch", definition, [udf])
 
 
 def _qualname(fn: Any) -> str:
@@ -515,9 +620,17 @@ def _fields(columns: pa.ChunkedArray | pa.StructArray) -> list[pa.Array]:
 class _KeyUDF(abc.ABC):
     """What both key UDFs hold: the function, the columns it gets, its key type, its failure."""
 
-    def __init__(self, fn: Any, columns: tuple[str, ...], type_name: KeyType, name: str) -> None:
+    def __init__(
+        self,
+        fn: Any,
+        columns: tuple[str, ...],
+        type_name: KeyType,
+        name: str,
+        inputs: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.fn = fn
         self.columns = columns
+        self.inputs = inputs
         self.type_name = type_name
         self.type = _ARROW_TYPES[type_name]
         self.name = name
@@ -624,8 +737,8 @@ class _BatchUDF(_KeyUDF):
     """The DuckDB Arrow UDF that calls a vectorized key function on each chunk."""
 
     def call_struct(self, columns: pa.ChunkedArray, rows: pa.ChunkedArray) -> pa.Array:
-        batch = pa.RecordBatch.from_arrays(_fields(columns), names=list(self.columns))
-        return self._call(batch, rows)
+        names = [*self.columns, *(name for name, _ in self.inputs)]
+        return self._call(pa.RecordBatch.from_arrays(_fields(columns), names=names), rows)
 
     def call_rows(self, rows: pa.ChunkedArray) -> pa.Array:
         return self._call(pa.RecordBatch.from_pydict({}, schema=pa.schema([])), rows)
@@ -636,6 +749,11 @@ class _BatchUDF(_KeyUDF):
             if result.type != self.type:
                 result = result.cast(self.type)
             return result
+        except BadRow as exc:
+            row = self.row_label(rows[exc.index].as_py())
+            shown = batch.select(list(self.columns)).slice(exc.index, 1)
+            self.failure = exc.error_type(f"{exc.message} on {row} ({_preview(shown)})")
+            raise
         except Exception as exc:
             if isinstance(exc, KeyFunctionError):
                 self.failure = exc
@@ -648,3 +766,21 @@ class _BatchUDF(_KeyUDF):
                 )
                 self.failure.__cause__ = exc
             raise
+
+
+class BadRow(Exception):
+    """Raised by a vectorized key function about one row of its batch (``index``); the
+    build reports ``error_type(message + the row's name and values)``.
+
+    Example:
+        >>> BadRow(3, "label 12 is outside labels=10").index
+        3
+    """
+
+    def __init__(
+        self, index: int, message: str, error_type: type[RowKeyError] = KeyFunctionError
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.message = message
+        self.error_type = error_type

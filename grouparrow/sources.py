@@ -23,8 +23,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from grouparrow import _schemas
 from grouparrow._arrow import tables_reader
 from grouparrow._frames import looks_like_sql, open_frame, open_sql
+from grouparrow._tfds import open_tfds
 from grouparrow.errors import SourceError
 
 #: Rows per record batch when grouparrow chooses the batch size.
@@ -80,10 +82,20 @@ class Source:
     keepalive: list[Any] = field(default_factory=list, repr=False, compare=False)
 
 
-def open_source(source: Any, *, batch_rows: int = BATCH_ROWS, split: str | None = None) -> Source:
+def open_source(
+    source: Any,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    split: str | None = None,
+    unify_schemas: bool = False,
+) -> Source:
     """Open ``source`` as a :class:`Source` whose ``reader`` streams its rows.
 
-    ``split`` picks one split of a ``datasets.DatasetDict`` (or of a folder it was saved to).
+    ``split`` picks one split of a ``datasets.DatasetDict`` (or of a folder it was saved to)
+    or of a TensorFlow Datasets builder (default ``"train"``).
+    Several input files must have the same columns and types (a :class:`SourceError` names
+    the first difference) unless ``unify_schemas`` is true: then they are read by column
+    name, a column missing from a file is null and differing types are widened by DuckDB.
     """
     if isinstance(source, str) and looks_like_sql(source) and not os.path.exists(source):
         reader, description, size, keep = open_sql(source, batch_rows)
@@ -92,8 +104,12 @@ def open_source(source: Any, *, batch_rows: int = BATCH_ROWS, split: str | None 
         import datasets
 
         source = datasets.load_from_disk(os.fspath(source))
+    if isinstance(source, (list, tuple)) and not source:
+        raise SourceError(
+            "the source is an empty list: give at least one input file, glob or directory"
+        )
     if isinstance(source, (str, os.PathLike)) or _is_path_list(source):
-        return _open_files(source, batch_rows)
+        return _open_files(source, batch_rows, unify_schemas)
     if isinstance(source, pa.Table):
         return Source(
             source.to_reader(max_chunksize=batch_rows),
@@ -107,6 +123,9 @@ def open_source(source: Any, *, batch_rows: int = BATCH_ROWS, split: str | None 
     hf = _open_hf(source, batch_rows, split)
     if hf is not None:
         return hf
+    tfds = open_tfds(source, batch_rows, split)
+    if tfds is not None:
+        return tfds
     frame = open_frame(source, batch_rows)
     if frame is not None:
         reader, description, size, keep = frame
@@ -124,7 +143,8 @@ def open_source(source: Any, *, batch_rows: int = BATCH_ROWS, split: str | None 
         "pass a path or glob of Parquet/CSV/JSON-lines files, a folder written by "
         "datasets' save_to_disk, SQL text, a pyarrow Table, RecordBatchReader or Dataset, a "
         "datasets Dataset/IterableDataset/DatasetDict (with split=), a Polars DataFrame or "
-        "LazyFrame, a pandas DataFrame, a DuckDB relation, or an object with "
+        "LazyFrame, a pandas DataFrame, a DuckDB relation, a prepared TensorFlow Datasets "
+        "builder (with split=), or an object with "
         "__arrow_c_stream__"
     )
 
@@ -175,7 +195,7 @@ def _expand(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -
     return paths
 
 
-def _open_files(source: Any, batch_rows: int) -> Source:
+def _open_files(source: Any, batch_rows: int, unify_schemas: bool = False) -> Source:
     paths = _expand(source)
     found = {p: file_format(p) for p in paths}
     unknown = [p for p, f in found.items() if f is None]
@@ -194,13 +214,20 @@ def _open_files(source: Any, batch_rows: int) -> Source:
     factor = _EXPANSION[kind] * (4.0 if paths[0].lower().endswith(_COMPRESSIONS) else 1.0)
     description = {"type": kind, "paths": [os.path.abspath(p) for p in paths]}
     if kind == "parquet":
-        return _open_parquet(paths, description, int(size * factor))
-    return _open_with_duckdb(kind, paths, batch_rows, description, int(size * factor))
+        return _open_parquet(paths, description, int(size * factor), unify_schemas)
+    return _open_with_duckdb(
+        kind, paths, batch_rows, description, int(size * factor), unify_schemas
+    )
 
 
-def _open_parquet(paths: list[str], description: dict[str, Any], size: int) -> Source:
+def _open_parquet(
+    paths: list[str], description: dict[str, Any], size: int, unify_schemas: bool = False
+) -> Source:
     """Parquet is read by DuckDB itself (parallel, within its memory limit), rows numbered
-    from the files' own row numbers; PyArrow reads the first rows for probing."""
+    from the files' own row numbers; PyArrow reads the first rows for probing.
+
+    The files' schemas (from their footers) must agree, or ``unify_schemas`` be true: then
+    DuckDB reads them with ``union_by_name`` (see :mod:`grouparrow._schemas`)."""
     import pyarrow.parquet as pq
 
     from grouparrow import _sql
@@ -212,40 +239,117 @@ def _open_parquet(paths: list[str], description: dict[str, Any], size: int) -> S
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"cannot read Parquet input {path!r}: {exc}") from exc
     schema = files[0].schema_arrow
-
-    def first_rows() -> Any:
-        for file in files:
-            yield from file.iter_batches(batch_size=_PROBE_BATCH_ROWS)
-
+    schemas = [f.schema_arrow for f in files]
+    problem = _schemas.schema_difference(paths, schemas)
+    if problem is not None and not unify_schemas:
+        raise _schemas.mismatch_error("parquet", problem)
     listed = ", ".join(_sql.literal(os.path.abspath(p)) for p in paths)
+    options = "" if problem is None else ", union_by_name = true"
+    read = f"read_parquet([{listed}]{options})"
     sql = (
         f"SELECT *, (CAST(file_index AS BIGINT) << {_FILE_SHIFT}) + "
-        f"CAST(file_row_number AS BIGINT) AS __ga_row FROM read_parquet([{listed}])"
+        f"CAST(file_row_number AS BIGINT) AS __ga_row FROM {read}"
     )
+    keepalive: list[Any] = list(files)
+    if problem is None:
+
+        def first_rows() -> Any:
+            for file in files:
+                yield from file.iter_batches(batch_size=_PROBE_BATCH_ROWS)
+
+        probe = pa.RecordBatchReader.from_batches(schema, first_rows())
+    else:
+        probe = _unified_parquet_probe(paths, schemas, read, description, keepalive)
     return Source(
-        pa.RecordBatchReader.from_batches(schema, first_rows()),
+        probe,
         description,
         size,
         sql=sql,
         num_rows=sum(f.metadata.num_rows for f in files),
         row_label=RowLabel(tuple(paths)),
-        keepalive=files,
+        keepalive=keepalive,
     )
 
 
 _PROBE_BATCH_ROWS = 1024
 
 
+def _unified_parquet_probe(
+    paths: list[str],
+    schemas: list[pa.Schema],
+    read: str,
+    description: dict[str, Any],
+    keepalive: list[Any],
+) -> pa.RecordBatchReader:
+    """The first rows of Parquet files read with ``union_by_name``, by DuckDB itself, in
+    the unified schema (and that schema's story in ``description``)."""
+    import duckdb
+
+    from grouparrow import _arrow
+
+    _schemas.check_unifiable(paths, schemas)
+    con = duckdb.connect(config={"threads": 1})
+    keepalive.append(con)
+    try:
+        duck_schema = con.sql(f"SELECT * FROM {read} LIMIT 0").to_arrow_table().schema
+    except duckdb.Error as exc:
+        raise SourceError(f"cannot unify the schemas of the Parquet input: {exc}") from exc
+    schema, widened = _schemas.unified_schema(schemas, duck_schema)
+    description["union_by_name"] = True
+    if widened:
+        description["widened_columns"] = {n: str(duck_schema.field(n).type) for n in widened}
+
+    def first_rows() -> Any:
+        relation = con.sql(f"SELECT * FROM {read} LIMIT {_PROBE_BATCH_ROWS}")
+        for batch in relation.to_arrow_reader(_PROBE_BATCH_ROWS):
+            yield _arrow.conform(batch, schema)
+
+    return pa.RecordBatchReader.from_batches(schema, first_rows())
+
+
 def _open_with_duckdb(
-    kind: str, paths: list[str], batch_rows: int, description: dict[str, Any], size: int
+    kind: str,
+    paths: list[str],
+    batch_rows: int,
+    description: dict[str, Any],
+    size: int,
+    unify_schemas: bool = False,
 ) -> Source:
-    """CSV and JSON through DuckDB's readers (parallel, streaming, compression-aware)."""
+    """CSV and JSON through DuckDB's readers (parallel, streaming, compression-aware).
+
+    Each file is sniffed on its own first. Files without rows add nothing and are left out
+    (a CSV file with only a header still gives its columns; input with no columns at all is
+    refused). Different column names across files are refused (or, with ``unify_schemas``,
+    read with ``union_by_name``); different sniffed types are not an error (they are guesses
+    from a sample, as within one file) but are read with ``union_by_name`` too, so that
+    every file's types count, not only the first ones'."""
     import duckdb
 
     con = duckdb.connect()
     function = "read_csv" if kind == "csv" else "read_json"
+    sniffed = _schemas.sniff(con, function, paths)
+    kept = [i for i, (_, has_rows) in enumerate(sniffed) if has_rows]
+    if not kept:
+        names = sniffed[0][0].names
+        if kind == "json" or names == ["column0"]:
+            which = f"{paths[0]!r} is" if len(paths) == 1 else f"files ({paths[0]!r}, ...) are"
+            raise SourceError(
+                f"the {kind.upper()} input {which} empty: no rows and no "
+                f"{'header' if kind == 'csv' else 'keys'}, so no columns to group by"
+            )
+        kept = [0]
+    read = [paths[i] for i in kept]
+    options = ""
+    if len(read) > 1:
+        schemas = [sniffed[i][0] for i in kept]
+        problem = _schemas.schema_difference(read, schemas)
+        if problem is not None:
+            if not unify_schemas and any(set(s.names) != set(schemas[0].names) for s in schemas):
+                raise _schemas.mismatch_error(kind, problem)
+            options = ", union_by_name = true"
+            description["union_by_name"] = True
     try:
-        relation = con.sql(f"SELECT * FROM {function}($paths)", params={"paths": paths})
+        relation = con.sql(f"SELECT * FROM {function}($paths{options})", params={"paths": read})
         reader = relation.to_arrow_reader(batch_rows)
     except duckdb.Error as exc:
         raise SourceError(f"cannot read {kind.upper()} input {paths[0]!r}: {exc}") from exc
@@ -283,6 +387,7 @@ def _open_hf(source: Any, batch_rows: int, split: str | None = None) -> Source |
         "type": "datasets.Dataset",
         "num_rows": source.num_rows,
         "fingerprint": getattr(source, "_fingerprint", None),
+        **_hf_builder(source),
     }
     if getattr(source, "_indices", None) is None:
         # Zero-copy: the dataset's own (often memory-mapped) Arrow table.
@@ -308,7 +413,14 @@ def _open_hf_iterable(source: Any, batch_rows: int) -> Source:
         if features is None:
             raise SourceError("the IterableDataset is empty and declares no features")
         first = features.arrow_schema.empty_table()
-    return Source(tables_reader(first, tables), {"type": "datasets.IterableDataset"})
+    description = {"type": "datasets.IterableDataset", **_hf_builder(source)}
+    return Source(tables_reader(first, tables), description)
+
+
+def _hf_builder(source: Any) -> dict[str, Any]:
+    """``{"builder": "json"}`` for a dataset made by ``load_dataset``; else nothing."""
+    builder = getattr(getattr(source, "info", None), "builder_name", None)
+    return {"builder": builder} if isinstance(builder, str) and builder else {}
 
 
 def _open_pyarrow_dataset(source: Any, batch_rows: int) -> Source | None:

@@ -156,3 +156,20 @@ def test_build_progress_goes_to_stderr(parquet_file: Path, tmp_path: Path, capsy
     ga.build(table, key="user", output=tmp_path / "b", num_shards=2, progress=True)
     err = capsys.readouterr().err
     assert "partitioning:" in err and "clustering shard 2/2:" in err and "6 rows read" in err
+
+
+def test_build_with_a_partitioner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from grouparrow import partitioners as P
+
+    source = tmp_path / "labels.parquet"
+    pq.write_table(pa.table({"label": [i % 4 for i in range(400)]}), source)
+    call = 'label_dirichlet("label", 5, alpha=0.5, labels=4, seed=1)'
+    assert main(["build", str(source), "--partitioner", call, "-o", str(tmp_path / "a"), "-q"]) == 0
+    ds = ga.open(tmp_path / "a")
+    key = P.label_dirichlet("label", 5, 0.5, labels=4, seed=1)
+    expected = ga.build(source, key=key, output=tmp_path / "b")
+    assert {g.id: g.num_rows for g in ds} == {g.id: g.num_rows for g in expected}
+    for bad in ['__import__("os")', "label_dirichlet(label, 5)", "os.system('x')", "shards("]:
+        assert main(["build", str(source), "--partitioner", bad, "-o", str(tmp_path / "c")]) == 2
+        assert "--partitioner" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

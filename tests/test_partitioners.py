@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections import Counter
 from pathlib import Path
@@ -9,6 +10,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import grouparrow as ga
@@ -26,7 +28,15 @@ def _assignment(ds: ga.GroupedDataset, row_column: str = "i") -> dict[int, objec
 
 def _rows(n: int, users: int = 50) -> pa.Table:
     rng = np.random.default_rng(0)
-    return pa.table({"i": np.arange(n), "user": [f"u{x}" for x in rng.integers(0, users, n)]})
+    user = rng.integers(0, users, n)
+    return pa.table(
+        {
+            "i": np.arange(n),
+            "user": [f"u{x}" for x in user],
+            "label": rng.integers(0, 10, n),
+            "url": [f"https://w{x % 3}.site{x}.co.uk/p" for x in user],
+        }
+    )
 
 
 def test_url_host_is_urlparse_netloc(data_dir: Path, tmp_path: Path) -> None:
@@ -68,6 +78,11 @@ def test_hash_bucket_keeps_equal_values_together(tmp_path: Path) -> None:
         P.dirichlet_over_groups("user", 8, alpha=0.5, seed=2),
         P.iid(8, seed=4),
         P.size_skewed(8, power=1.5, seed=5),
+        P.url_domain("url"),
+        P.label_dirichlet("label", 8, alpha=0.3, seed=6),
+        P.label_dirichlet("label", 8, alpha=0.3, seed=6, min_size=5),
+        P.shards("label", 8, 2, seed=7),
+        ("user", "label"),
     ],
 )
 def test_deterministic_across_shards_and_batches(tmp_path: Path, partitioner: object) -> None:
@@ -167,3 +182,207 @@ def test_size_skewed_follows_a_power_law(tmp_path: Path) -> None:
     assert observed[0] > 2 * observed[3] > 0
     with pytest.raises(ga.KeySpecError, match="power"):
         P.size_skewed(4, power=-1)
+
+
+# -- url_domain --------------------------------------------------------------------------
+def _registered_domain(url: str) -> str:
+    """The reference: publicsuffixlist on urlparse's host (values without // are hosts)."""
+    from publicsuffixlist import PublicSuffixList
+
+    netloc = urlparse(url).netloc if "//" in url else url.split("/")[0]
+    host = netloc.rpartition("@")[2]
+    host = host[: host.index("]") + 1] if host.startswith("[") else host.split(":")[0]
+    host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host
+    except ValueError:
+        return PublicSuffixList().privatesuffix(host) or host
+
+
+def test_url_domain_is_the_registered_domain(data_dir: Path, tmp_path: Path) -> None:
+    path = data_dir / "c4" / "c4-en-train-00000-first1k.jsonl"
+    with path.open(encoding="utf-8") as lines:
+        urls = [json.loads(line)["url"] for line in lines]
+    cases = {
+        "https://news.bbc.co.uk/sport": "bbc.co.uk",
+        "http://User:pw@WWW.Example.COM.:8080/a?b#c": "example.com",
+        "https://a.b.github.io/x": "b.github.io",
+        "www.bbc.co.uk/news": "bbc.co.uk",
+        "http://192.168.0.1:80/x": "192.168.0.1",
+        "http://[::1]:8080/": "[::1]",
+        "http://localhost:3000/": "localhost",
+        "https://co.uk/": "co.uk",
+        "https://www.例子.中国/": "例子.中国",
+        "": "",
+    }
+    table = pa.table({"i": np.arange(len(urls) + len(cases)), "url": urls + list(cases)})
+    ds = ga.build(table, key=P.url_domain("url"), output=tmp_path / "out", num_shards=2)
+    got = _assignment(ds)
+    assert got == {i: _registered_domain(u) for i, u in enumerate(table["url"].to_pylist())}
+    assert [got[len(urls) + i] for i in range(len(cases))] == list(cases.values())
+    assert ds.num_groups < len({urlparse(u).netloc for u in urls})  # www.x and x merge
+    assert ds.manifest.key["definition"] == "url_domain('url')"
+
+
+def test_url_domain_of_hosts_and_links_agree(data_dir: Path, tmp_path: Path) -> None:
+    table = pq.read_table(data_dir / "news_headlines" / "headlines.parquet")
+    table = table.append_column("i", pa.array(np.arange(table.num_rows)))
+    by_link = _assignment(ga.build(table, key=P.url_domain("link"), output=tmp_path / "a"))
+    by_host = _assignment(ga.build(table, key=P.url_domain("domain"), output=tmp_path / "b"))
+    differ = [i for i in by_link if by_link[i] != by_host[i]]
+    # The dataset's domain column drops "www." even from hosts under a public suffix
+    # (www.gov.uk -> gov.uk): there the registered domain is the host itself.
+    assert len(differ) <= 5
+    assert all(by_link[i] == "www." + by_host[i] for i in differ)
+    assert by_link[0] == "techcrunch.com"
+
+
+def test_url_domain_null_urls_follow_on_null(tmp_path: Path) -> None:
+    table = pa.table({"url": ["https://a.org/x", None, "http://b.a.org"]})
+    with pytest.raises(ga.NullKeyError, match="row 1"):
+        ga.build(table, key=P.url_domain("url"), output=tmp_path / "a")
+    ds = ga.build(table, key=P.url_domain("url"), output=tmp_path / "b", on_null="drop")
+    assert ds.group_ids() == ["a.org"] and ds.num_rows == 2
+
+
+# -- label_dirichlet ---------------------------------------------------------------------
+def _label_counts(ds: ga.GroupedDataset, label: str = "label") -> dict[object, Counter[object]]:
+    """label -> Counter(group -> rows)."""
+    counts: dict[object, Counter[object]] = {}
+    for group in ds.iter_groups():
+        for value in group.to_arrow()[label].to_pylist():
+            counts.setdefault(value, Counter())[group.id] += 1
+    return counts
+
+
+def test_label_dirichlet_cuts_each_label_exactly(tmp_path: Path) -> None:
+    n, labels, k, alpha, seed = 12_000, 6, 8, 0.5, 4
+    rng = np.random.default_rng(1)
+    table = pa.table({"i": np.arange(n), "label": rng.integers(0, labels, n)})
+    key = P.label_dirichlet("label", k, alpha, seed=seed)
+    ds = ga.build(table, key=key, output=tmp_path / "out", num_shards=3)
+    assert ds.num_rows == n
+    sizes = Counter(table["label"].to_pylist())
+    for label, counts in _label_counts(ds).items():
+        rng = np.random.default_rng([seed, 0, ga.key_hash(label, seed)])
+        cuts = np.floor(np.cumsum(rng.dirichlet(np.full(k, alpha))) * sizes[label])
+        cuts[-1] = sizes[label]
+        expected = np.diff(cuts, prepend=0).astype(int)
+        assert [counts[g] for g in range(k)] == expected.tolist()
+
+
+def test_label_dirichlet_alpha_controls_skew(tmp_path: Path) -> None:
+    table = pa.table({"i": np.arange(8_000), "label": np.arange(8_000) % 4})
+
+    def largest_share(alpha: float) -> float:
+        ds = ga.build(
+            table, key=P.label_dirichlet("label", 10, alpha), output=tmp_path / f"{alpha}"
+        )
+        return float(np.mean([max(c.values()) / 2000 for c in _label_counts(ds).values()]))
+
+    assert largest_share(0.05) > 0.5 > 0.2 > largest_share(1000.0)
+
+
+def test_label_dirichlet_min_size_on_fashion_mnist(data_dir: Path, tmp_path: Path) -> None:
+    labels = pq.read_table(data_dir / "fashion_mnist" / "fashion_mnist.parquet", columns=["label"])
+    table = labels.append_column("i", pa.array(np.arange(labels.num_rows)))
+    plain = ga.build(table, key=P.label_dirichlet("label", 100, 0.1), output=tmp_path / "a")
+    assert min(g.num_rows for g in plain.iter_groups()) < 20
+    key = P.label_dirichlet("label", 100, 0.1, min_size=20, labels=10, seed=0)
+    ds = ga.build(table, key=key, output=tmp_path / "b", num_shards=2)
+    sizes = [g.num_rows for g in ds.iter_groups()]
+    assert len(sizes) == 100 and min(sizes) >= 20 and sum(sizes) == 70_000
+    assert "min_size=20" in ds.manifest.key["definition"]
+    # A one-shot stream is spooled for the label counts: same groups.
+    stream = pa.RecordBatchReader.from_batches(table.schema, iter(table.to_batches(9_999)))
+    again = ga.build(stream, key=key, output=tmp_path / "c", num_shards=3)
+    assert _assignment(again) == _assignment(ds)
+    assert not list(tmp_path.glob(".c.grouparrow-tmp-*"))
+
+
+def test_label_dirichlet_min_size_out_of_reach(tmp_path: Path) -> None:
+    table = pa.table({"label": np.arange(300) % 3})
+    key = P.label_dirichlet("label", 50, 0.1, min_size=50, max_tries=5)
+    with pytest.raises(ga.KeySpecError, match="min_size=50"):
+        ga.build(table, key=key, output=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+# -- shards ------------------------------------------------------------------------------
+def test_shards_is_mcmahans_pathological_split(data_dir: Path, tmp_path: Path) -> None:
+    path = data_dir / "fashion_mnist" / "fashion_mnist.parquet"
+    table = pq.read_table(path, columns=["label"]).slice(0, 60_000)
+    table = table.append_column("i", pa.array(np.arange(table.num_rows)))
+    ds = ga.build(table, key=P.shards("label", 100, 2, seed=3), output=tmp_path / "a")
+    assert sorted(g.num_rows for g in ds.iter_groups()) == [600] * 100
+    labels_per_group = [len(set(g.to_arrow()["label"].to_pylist())) for g in ds.iter_groups()]
+    assert max(labels_per_group) <= 4  # two shards, each across at most one label boundary
+    assert Counter(labels_per_group).most_common(1)[0][0] <= 2
+    other = ga.build(table, key=P.shards("label", 100, 2, seed=4), output=tmp_path / "b")
+    assert _assignment(other) != _assignment(ds)
+
+
+def test_shards_uneven_and_null_labels(tmp_path: Path) -> None:
+    table = pa.table(
+        {"i": np.arange(1_003), "label": [None if i % 50 == 0 else i % 7 for i in range(1_003)]}
+    )
+    ds = ga.build(table, key=P.shards("label", 10, 3), output=tmp_path / "a", on_null="drop")
+    sizes = sorted(g.num_rows for g in ds.iter_groups())
+    assert sum(sizes) == 1_003 - 21 and sizes[-1] - sizes[0] <= 3
+    with pytest.raises(ga.KeySpecError, match="shards_per_group"):
+        P.shards("label", 10, 0)
+
+
+# -- labels= and parameter errors --------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda labels: P.dirichlet_over_groups("label", 4, 1.0, labels=labels),
+        lambda labels: P.label_dirichlet("label", 4, 1.0, labels=labels),
+        lambda labels: P.label_dirichlet("label", 4, 1.0, labels=labels, min_size=1),
+        lambda labels: P.shards("label", 4, 2, labels=labels),
+    ],
+)
+def test_labels_outside_the_range_name_the_row(tmp_path: Path, make: object) -> None:
+    table = pa.table({"i": np.arange(40), "label": [i % 5 if i != 17 else 12 for i in range(40)]})
+    with pytest.raises(ga.LabelError, match=r"label 12 is outside labels=5 .*row 17"):
+        ga.build(table, key=make(5), output=tmp_path / "a")  # type: ignore[operator]
+    with pytest.raises(ga.LabelError, match=r"label 12 is outside labels=\{0, 1, 2, 3, 4\}"):
+        ga.build(table, key=make({0, 1, 2, 3, 4}), output=tmp_path / "b")  # type: ignore[operator]
+    ds = ga.build(table, key=make(13), output=tmp_path / "c")  # type: ignore[operator]
+    assert ds.num_rows == 40
+
+
+def test_string_labels_and_label_sets(tmp_path: Path) -> None:
+    table = pa.table({"label": ["cat", "dog", "cat", "emu"] * 50})
+    key = P.label_dirichlet("label", 5, 1.0, labels={"cat", "dog", "emu"})
+    assert ga.build(table, key=key, output=tmp_path / "a").num_rows == 200
+    with pytest.raises(ga.LabelError, match="'emu' is outside"):
+        ga.build(table, key=P.shards("label", 5, labels={"cat", "dog"}), output=tmp_path / "b")
+    with pytest.raises(ga.LabelError, match="not integers"):
+        ga.build(table, key=P.shards("label", 5, labels=3), output=tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: P.label_dirichlet("label", 4, 0), "alpha"),
+        (lambda: P.label_dirichlet("label", 4, -0.5), "alpha"),
+        (lambda: P.label_dirichlet("label", 0, 1.0), "num_groups"),
+        (lambda: P.label_dirichlet("label", 4, 1.0, min_size=-1), "min_size"),
+        (lambda: P.shards("label", 0), "num_groups"),
+        (lambda: P.shards("label", 4, labels=0), "labels"),
+        (lambda: P.dirichlet_over_groups("label", 4, 1.0, labels="abc"), "labels"),
+        (lambda: P.url_domain(""), "column"),
+    ],
+)
+def test_bad_partitioner_parameters(make: object, match: str) -> None:
+    with pytest.raises(ga.KeySpecError, match=match):
+        make()  # type: ignore[operator]
+
+
+def test_float_labels_are_refused(tmp_path: Path) -> None:
+    table = pa.table({"label": [0.5, 1.5, 0.5]})
+    with pytest.raises(ga.GroupArrowError, match="float"):
+        ga.build(table, key=P.label_dirichlet("label", 2, 1.0), output=tmp_path / "a")
