@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -64,30 +64,42 @@ def duckdb_safe(schema: pa.Schema) -> pa.Schema:
 
 
 def _safe_type(kind: pa.DataType) -> pa.DataType:
-    if isinstance(kind, pa.BaseExtensionType):
-        return _safe_type(kind.storage_type)
-    if pa.types.is_duration(kind):
-        return pa.int64()
-    if pa.types.is_float16(kind):
-        return pa.float32()
-    if pa.types.is_fixed_size_binary(kind):
-        return pa.binary()
+    def safe(kind: pa.DataType) -> pa.DataType:
+        if isinstance(kind, pa.BaseExtensionType):
+            return kind.storage_type
+        if pa.types.is_duration(kind):
+            return pa.int64()
+        if pa.types.is_float16(kind):
+            return pa.float32()
+        if pa.types.is_fixed_size_binary(kind):
+            return pa.binary()
+        return kind
+
+    return _map_type(kind, safe)
+
+
+def _storage_type(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with every extension type, at any depth, replaced by its storage type."""
+    return _map_type(kind, lambda k: k.storage_type if isinstance(k, pa.BaseExtensionType) else k)
+
+
+def _map_type(kind: pa.DataType, change: Callable[[pa.DataType], pa.DataType]) -> pa.DataType:
+    """``kind`` with ``change`` applied to it, then to the types inside it (depth first)."""
+    kind = change(kind)
     if pa.types.is_map(kind):
         key, item = kind.key_field, kind.item_field
         return pa.map_(
-            key.with_type(_safe_type(key.type)),
-            item.with_type(_safe_type(item.type)),
+            key.with_type(_map_type(key.type, change)),
+            item.with_type(_map_type(item.type, change)),
             keys_sorted=kind.keys_sorted,
         )
-    if pa.types.is_list(kind):
-        return pa.list_(kind.value_field.with_type(_safe_type(kind.value_type)))
-    if pa.types.is_large_list(kind):
-        return pa.large_list(kind.value_field.with_type(_safe_type(kind.value_type)))
-    if pa.types.is_fixed_size_list(kind):
-        value = kind.value_field
-        return pa.list_(value.with_type(_safe_type(value.type)), kind.list_size)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        value = kind.value_field.with_type(_map_type(kind.value_type, change))
+        if pa.types.is_fixed_size_list(kind):
+            return pa.list_(value, kind.list_size)
+        return pa.large_list(value) if pa.types.is_large_list(kind) else pa.list_(value)
     if pa.types.is_struct(kind):
-        return pa.struct([f.with_type(_safe_type(f.type)) for f in kind.fields])
+        return pa.struct([f.with_type(_map_type(f.type, change)) for f in kind.fields])
     return kind
 
 
@@ -109,8 +121,8 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 
 def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
-    """``array`` as ``target``; extension types at any depth are rebuilt over their storage
-    (Arrow's cast does not reach inside nested types for them)."""
+    """``array`` as ``target``. Arrow's cast does not reach extension types inside nested
+    types: such arrays are cast as their storage, viewed (no copy) from and to it."""
     if array.type == target:
         return array
     if isinstance(target, pa.BaseExtensionType):
@@ -123,53 +135,14 @@ def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
         return _cast(array.storage, target)
     if not (_has_extension(target) or _has_extension(array.type)):
         return array.cast(target)
-    mask = array.is_null() if array.null_count else None
-    if pa.types.is_struct(target) and pa.types.is_struct(array.type):
-        children = [_cast(array.field(i), f.type) for i, f in enumerate(target.fields)]
-        return pa.StructArray.from_arrays(children, fields=list(target.fields), mask=mask)
-    if pa.types.is_map(target) and pa.types.is_map(array.type):
-        keys, items = array.keys, array.items
-        return pa.MapArray.from_arrays(
-            array.offsets,
-            _cast(keys, target.key_type),
-            _cast(items, target.item_type),
-            type=target,
-            mask=mask,
-        )
-    if pa.types.is_fixed_size_list(target) and pa.types.is_fixed_size_list(array.type):
-        size = array.type.list_size
-        values = array.values.slice(array.offset * size, len(array) * size)
-        return pa.FixedSizeListArray.from_arrays(
-            _cast(values, target.value_type), type=target, mask=mask
-        )
-    if pa.types.is_list(target) and pa.types.is_list(array.type):
-        values = _cast(array.values, target.value_type)
-        return pa.ListArray.from_arrays(array.offsets, values, type=target, mask=mask)
-    if pa.types.is_large_list(target) and pa.types.is_large_list(array.type):
-        values = _cast(array.values, target.value_type)
-        return pa.LargeListArray.from_arrays(array.offsets, values, type=target, mask=mask)
-    if _is_list_like(array.type) and _is_list_like(target):
-        # Another list layout (DuckDB returns fixed-size lists read from Parquet as lists):
-        # first to the target's layout with the source's values, then the values.
-        inner = target.value_field.with_type(array.type.value_type)
-        return _cast(array.cast(_with_value_field(target, inner)), target)
-    return array.cast(target)  # raises Arrow's own error for what cannot be cast
+    plain = array.view(_storage_type(array.type))
+    return _cast(plain, _storage_type(target)).view(target)
 
 
 def _has_extension(kind: pa.DataType) -> bool:
     if isinstance(kind, pa.BaseExtensionType):
         return True
     return any(_has_extension(kind.field(i).type) for i in range(kind.num_fields))
-
-
-def _is_list_like(kind: pa.DataType) -> bool:
-    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-
-
-def _with_value_field(kind: pa.DataType, value: pa.Field) -> pa.DataType:
-    if pa.types.is_fixed_size_list(kind):
-        return pa.list_(value, kind.list_size)
-    return pa.large_list(value) if pa.types.is_large_list(kind) else pa.list_(value)
 
 
 def _is_string(kind: pa.DataType) -> bool:

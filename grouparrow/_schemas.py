@@ -110,22 +110,23 @@ def mismatch_error(kind: str, problem: str) -> SourceError:
 
 
 def check_unifiable(paths: Sequence[str], schemas: Sequence[pa.Schema]) -> None:
-    """Refuse columns whose types DuckDB cannot unify: a list in one file and a scalar,
-    struct or map in another (DuckDB would pick one and fail, or parse the strings of a
-    string column as lists). Scalars widen into each other (``int32`` + ``double`` ->
-    ``double``, anything + ``string`` -> ``string``), structs merge their fields."""
+    """Refuse columns whose types DuckDB cannot unify well: a list in one file and a
+    scalar, struct or map in another (DuckDB would pick one and fail, or parse the strings
+    of a string column as lists), and timestamps with and without a time zone (DuckDB would
+    read the naive ones in the machine's time zone). Scalars widen into each other
+    (``int32`` + ``double`` -> ``double``, anything + ``string`` -> ``string``), structs
+    merge their fields."""
     seen: dict[str, tuple[str, pa.DataType]] = {}
     for path, schema in zip(paths, schemas, strict=True):
         for field in schema:
             first = seen.setdefault(field.name, (path, field.type))
-            if not _unifiable(first[1], field.type):
+            why = _not_unifiable(first[1], field.type)
+            if why is not None:
                 raise SourceError(
                     f"cannot unify the schemas of the input files: column {field.name!r} is "
                     f"{_show(first[1])} in {first[0]!r} but {_show(field.type)} in {path!r}, "
-                    "and DuckDB cannot read one as the other (a list, a struct, a map and a "
-                    "scalar are different kinds); make the column agree across the files, "
-                    "e.g. rewrite one of them, or read them with SQL text that casts or "
-                    "renames it"
+                    f"and {why}; make the column agree across the files, e.g. rewrite one of "
+                    "them, or read them with SQL text that casts or renames it"
                 )
 
 
@@ -136,8 +137,10 @@ def unified_schema(
 
     Columns in DuckDB's order; a column of the same type in every file that has it keeps
     that file's Arrow type (``large_string``, dictionaries and extension types survive);
-    one whose types differ takes the type DuckDB widened it to. Schema metadata is dropped:
-    it describes one file's columns (pandas, HuggingFace features), not the union.
+    one whose types differ takes the type DuckDB widened it to (its timestamps with a time
+    zone in the files' zone when they share one, else UTC, not the machine's zone DuckDB
+    gives them). Schema metadata is dropped: it describes one file's columns (pandas,
+    HuggingFace features), not the union.
     """
     fields = []
     widened = []
@@ -145,9 +148,11 @@ def unified_schema(
         mine = [s.field(duck_field.name) for s in schemas if duck_field.name in s.names]
         if mine and len({loose_type(f.type) for f in mine}) == 1:
             fields.append(mine[0].with_nullable(True))
-        else:
-            fields.append(duck_field.with_nullable(True))
-            widened.append(duck_field.name)
+            continue
+        zones = {f.type.tz for f in mine if pa.types.is_timestamp(f.type)}
+        zone = zones.pop() if len(zones) == 1 and None not in zones else "UTC"
+        fields.append(duck_field.with_type(_pin_zone(duck_field.type, zone)).with_nullable(True))
+        widened.append(duck_field.name)
     return pa.schema(fields), widened
 
 
@@ -176,24 +181,57 @@ def sniff(con: Any, function: str, paths: Sequence[str]) -> list[tuple[pa.Schema
         return list(pool.map(describe, paths))
 
 
-def _unifiable(a: pa.DataType, b: pa.DataType) -> bool:
+def _not_unifiable(a: pa.DataType, b: pa.DataType) -> str | None:
+    """Why DuckDB cannot unify ``a`` and ``b`` well, or None when it can."""
     if pa.types.is_null(a) or pa.types.is_null(b):
-        return True
+        return None
     if pa.types.is_dictionary(a):
-        return _unifiable(a.value_type, b)
+        return _not_unifiable(a.value_type, b)
     if pa.types.is_dictionary(b):
-        return _unifiable(a, b.value_type)
+        return _not_unifiable(a, b.value_type)
     kind_a, kind_b = _kind(a), _kind(b)
     if kind_a != kind_b:
-        return False
+        return (
+            "DuckDB cannot read one as the other (a list, a struct, a map and a scalar are "
+            "different kinds)"
+        )
     if kind_a == "list":
-        return _unifiable(a.value_type, b.value_type)
+        return _not_unifiable(a.value_type, b.value_type)
     if kind_a == "map":
-        return _unifiable(a.key_type, b.key_type) and _unifiable(a.item_type, b.item_type)
+        return _not_unifiable(a.key_type, b.key_type) or _not_unifiable(a.item_type, b.item_type)
     if kind_a == "struct":
         types_b = {f.name: f.type for f in b}
-        return all(_unifiable(f.type, types_b[f.name]) for f in a if f.name in types_b)
-    return True
+        for field in a:
+            if field.name in types_b:
+                why = _not_unifiable(field.type, types_b[field.name])
+                if why is not None:
+                    return why
+        return None
+    if pa.types.is_timestamp(a) and pa.types.is_timestamp(b) and (a.tz is None) != (b.tz is None):
+        return "DuckDB would read the timestamps without a time zone in this machine's time zone"
+    return None
+
+
+def _pin_zone(kind: pa.DataType, zone: str) -> pa.DataType:
+    """``kind`` with its timestamps that have a time zone in ``zone`` (same instants)."""
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        return pa.timestamp(kind.unit, zone)
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(
+            kind.value_field.with_type(_pin_zone(kind.value_type, zone)), kind.list_size
+        )
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_pin_zone(kind.value_type, zone)))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(_pin_zone(kind.value_type, zone)))
+    if pa.types.is_map(kind):
+        return pa.map_(
+            kind.key_field.with_type(_pin_zone(kind.key_type, zone)),
+            kind.item_field.with_type(_pin_zone(kind.item_type, zone)),
+        )
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_pin_zone(f.type, zone)) for f in kind])
+    return kind
 
 
 def _kind(kind: pa.DataType) -> str:

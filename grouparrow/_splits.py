@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,19 +20,22 @@ from grouparrow.keys import KeyValue, composite_id, key_hash
 _MASK64 = (1 << 64) - 1
 
 
-def check_fraction(fraction: float) -> float:
-    """``fraction`` as a float in [0, 1], or a ``ValueError`` saying what is wrong."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+def check_fraction(fraction: float, seed: int = 0) -> float:
+    """``fraction`` as a float in [0, 1] (and ``seed`` an integer), or a ``ValueError``
+    saying what is wrong."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
         raise ValueError(f"fraction={fraction!r} must be a number between 0 and 1")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction={fraction!r} must be between 0 and 1")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed={seed!r} must be an integer")
     return float(fraction)
 
 
 def group_mask(ids: Sequence[Any], fraction: float, seed: int) -> np.ndarray:
     """True for the groups in the eval side: ``md5("groups/<seed>:" + id)`` below
     ``fraction`` of its range."""
-    salt = f"groups/{seed}"
+    salt = f"groups/{int(seed)}"
     hashes = np.array([key_hash(_stored(i), salt) >> 64 for i in ids], dtype=np.uint64)
     return _below(hashes, fraction)
 
@@ -39,7 +43,7 @@ def group_mask(ids: Sequence[Any], fraction: float, seed: int) -> np.ndarray:
 def row_mask(ids: Sequence[Any], sizes: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """True for the rows in the eval side, for groups ``ids`` of ``sizes`` rows laid end to
     end: a uniform draw per (group id, position in the group) below ``fraction``."""
-    salt = f"rows/{seed}"
+    salt = f"rows/{int(seed)}"
     bases = np.array([key_hash(_stored(i), salt) & _MASK64 for i in ids], dtype=np.uint64)
     sizes = np.asarray(sizes, dtype=np.int64)
     starts = np.cumsum(sizes) - sizes

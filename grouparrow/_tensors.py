@@ -54,8 +54,7 @@ def check_shape(name: str, shape: object) -> tuple[int, ...]:
     for dim in shape:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise TensorShapeError(
-                f"tensor_shapes[{name!r}] = {tuple(shape)!r}: dimensions must be positive "
-                "integers"
+                f"tensor_shapes[{name!r}] = {tuple(shape)!r}: dimensions must be positive integers"
             )
         dims.append(int(dim))
     return tuple(dims)
@@ -125,9 +124,7 @@ def _width(kind: pa.DataType) -> tuple[pa.DataType, int | None] | None:
         return kind.value_type, math.prod(kind.shape)
     if pa.types.is_fixed_size_binary(kind):
         return pa.uint8(), kind.byte_width
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return pa.uint8(), None
-    if pa.types.is_binary_view(kind):
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
         return pa.uint8(), None
     width, nested = 1, False
     while pa.types.is_fixed_size_list(kind):
@@ -159,9 +156,7 @@ def to_tensor(array: pa.Array, target: pa.DataType, name: str) -> pa.Array:
     if isinstance(array.type, pa.BaseExtensionType):
         array = array.storage
     kind = array.type
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(
-        kind
-    ):
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
         array = _fixed_bytes(array, width, name)
         kind = array.type
     if pa.types.is_fixed_size_binary(kind):
@@ -214,9 +209,7 @@ def _fixed_bytes(array: pa.Array, width: int, name: str) -> pa.Array:
         )
     if pa.types.is_binary_view(array.type):
         array = array.cast(pa.large_binary())
-    return pc.if_else(pc.is_valid(array), array, pa.scalar(None, array.type)).cast(
-        pa.binary(width)
-    )
+    return array.cast(pa.binary(width))  # null rows of any length are fine
 
 
 def _flatten(array: pa.Array, storage_type: pa.DataType, name: str) -> pa.Array:
@@ -239,7 +232,8 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, shape: Sequence[int] | None = N
     ``fixed_shape_tensor`` columns give ``(rows, *shape)`` (permuted dimensions as the type
     says), (nested) fixed-size lists of numbers ``(rows, a, b, ...)``, ``fixed_size_binary``
     ``(rows, width)`` of uint8. These are views of Arrow's buffer (no copy) when the column
-    is one chunk without nulls; several chunks are concatenated first (one copy). ``shape``
+    is one chunk without nulls; several chunks are concatenated first (one copy). With null
+    rows the result is an object array of those rows' arrays (views too) and None. ``shape``
     reshapes each row's values, e.g. bytes to ``(28, 28)`` images (no copy either; equal-length
     ``binary`` columns too). Anything else is ``Array.to_numpy(zero_copy_only=False)``.
 
@@ -253,7 +247,15 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, shape: Sequence[int] | None = N
         array = column
     view = _view(array, reshape=shape is not None)
     if shape is None:
-        return view if view is not None else array.to_numpy(zero_copy_only=False)
+        if view is not None:
+            return view
+        if array.null_count and (rows := _view(array, nulls=True)) is not None:
+            out = np.empty(len(array), object)
+            valid = array.is_valid().to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(valid):
+                out[i] = rows[i]
+            return out
+        return array.to_numpy(zero_copy_only=False)
     dims = check_shape("column", shape)
     if view is None:
         raise TensorShapeError(
@@ -262,7 +264,7 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, shape: Sequence[int] | None = N
             + (f" with {array.null_count} nulls" if array.null_count else "")
         )
     width = math.prod(view.shape[1:])
-    if width != math.prod(dims):
+    if width != math.prod(dims) and (len(array) or _width(array.type) != (pa.uint8(), None)):
         raise TensorShapeError(
             f"to_numpy(shape={dims}): the column ({array.type}) holds {width} values per row, "
             f"not {'*'.join(map(str, dims))} = {math.prod(dims)}"
@@ -270,22 +272,24 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, shape: Sequence[int] | None = N
     return view.reshape(len(array), *dims)
 
 
-def _view(array: pa.Array, *, reshape: bool = False) -> np.ndarray | None:
+def _view(array: pa.Array, *, reshape: bool = False, nulls: bool = False) -> np.ndarray | None:
     """A no-copy ``(rows, ...)`` view of fixed-width values without nulls, else None.
 
-    With ``reshape`` equal-length ``binary`` values count as fixed-width too.
+    With ``reshape`` equal-length ``binary`` values count as fixed-width too; with ``nulls``
+    null rows are allowed (their slots hold whatever the buffer holds).
     """
-    if array.null_count:
+    if array.null_count and not nulls:
         return None
     n = len(array)
     kind = array.type
     if isinstance(kind, pa.FixedShapeTensorType):
-        flat = _view(array.storage)
+        flat = _view(array.storage, nulls=nulls)
         if flat is None:
             return None
         view = flat.reshape(n, *kind.shape)
         permutation = kind.permutation
         if permutation and list(permutation) != sorted(permutation):
+            # Logical dimension i is physical dimension permutation[i] (the Arrow spec).
             view = view.transpose(0, *(1 + int(p) for p in permutation))
         return view
     if pa.types.is_fixed_size_binary(kind):
@@ -299,10 +303,19 @@ def _view(array: pa.Array, *, reshape: bool = False) -> np.ndarray | None:
         return _equal_bytes(array)
     if pa.types.is_fixed_size_list(kind):
         size = kind.list_size
-        inner = _view(array.values.slice(array.offset * size, n * size))
+        values = array.values.slice(array.offset * size, n * size)
+        if values.null_count:  # allowed only inside null rows (Parquet fills those so)
+            valid = array.is_valid().to_numpy(zero_copy_only=False)
+            inner_valid = values.is_valid().to_numpy(zero_copy_only=False).reshape(n, size)
+            if not inner_valid[valid].all():
+                return None
+        inner = _view(values, nulls=True)
         return None if inner is None else inner.reshape(n, size, *inner.shape[1:])
     if _is_number(kind):
-        return array.to_numpy(zero_copy_only=True)
+        if not n:
+            return np.empty(0, kind.to_pandas_dtype())
+        data = np.frombuffer(array.buffers()[1], kind.to_pandas_dtype())
+        return data[array.offset : array.offset + n]
     return None
 
 

@@ -29,12 +29,15 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from grouparrow.errors import SourceError
+
+if TYPE_CHECKING:
+    from grouparrow.sources import Source
 
 #: What to install for TFDS builders.
 INSTALL = "pip install 'grouparrow[tfds]'"
@@ -58,19 +61,20 @@ def looks_like_tfds(source: Any) -> bool:
     )
 
 
-def open_tfds(source: Any, batch_rows: int, split: str | None) -> Any:
+def open_tfds(source: Any, batch_rows: int, split: str | None) -> Source | None:
     """A :class:`grouparrow.sources.Source` over one split of a TFDS builder, or None when
     ``source`` is not a ``tfds.core.DatasetBuilder``.
 
     The builder must be prepared (``builder.download_and_prepare()``); ``split`` defaults to
-    ``"train"`` and takes TFDS's slicing syntax (``"train[:10%]"``).
+    ``"train"`` and takes TFDS's slicing syntax (``"train[:10%]"``). Batches hold about
+    32 MB (at most ``batch_rows`` rows); the split is never read whole.
 
     Example:
-        >>> import grouparrow as ga                         # doctest: +SKIP
+        >>> import grouparrow as ga, tensorflow_datasets as tfds  # doctest: +SKIP
+        >>> from grouparrow import partitioners as P
         >>> builder = tfds.builder("mnist", file_format="array_record")  # doctest: +SKIP
-        >>> builder.download_and_prepare()                  # doctest: +SKIP
-        >>> ga.build(builder, key=ga.partitioners.iid(100), output="out", split="train")
-        ... # doctest: +SKIP
+        >>> builder.download_and_prepare()  # doctest: +SKIP
+        >>> ds = ga.build(builder, key=P.iid(100, seed=0), output="out/mnist")  # doctest: +SKIP
     """
     if not looks_like_tfds(source):
         return None
@@ -196,7 +200,10 @@ def _batches(
     rows = max(1, min(batch_rows, _FIRST_BATCH_ROWS))
     done = 0
     while True:
-        examples = take(rows)
+        try:
+            examples = take(rows)
+        except ImportError as exc:  # e.g. no Pillow to decode images with
+            raise SourceError(f"TFDS cannot decode the examples: {exc} ({INSTALL})") from exc
         if not examples:
             return
         try:
@@ -276,11 +283,11 @@ def _tensor(feature: Any, tfds: Any, name: str, *, in_sequence: bool = False) ->
     if isinstance(feature, features.Sequence):
         inner = _tensor(feature.feature, tfds, name, in_sequence=True)
         return _Tensor((_length(feature), *inner.shape), inner.element, inner.dtype, inner.text)
-    if isinstance(feature, features.Image) and not in_sequence:
-        # Kept encoded (TFDS cannot skip decoding inside a Sequence without TensorFlow: there
-        # such images are decoded, into nested lists).
-        if any(d is None for d in _shape(feature.shape)):
-            return _Tensor((), pa.binary(), None, False, tfds.decode.SkipDecoding())
+    # An image of unknown shape stays encoded, except in a Sequence (where TFDS cannot skip
+    # decoding without TensorFlow): there it is decoded, into nested lists.
+    unknown = isinstance(feature, features.Image) and None in _shape(feature.shape)
+    if unknown and not in_sequence:
+        return _Tensor((), pa.binary(), None, False, tfds.decode.SkipDecoding())
     try:
         shape = _shape(feature.shape)
         dtype = np.dtype(feature.np_dtype)

@@ -74,6 +74,10 @@ ROW_GROUP_BYTES = 16 * 2**20
 _BATCH_ROWS = 65_536
 _UNKNOWN_SIZE_SHARDS = 8
 _FLUSH_ROWS = (2_048, 131_072)
+#: DuckDB memory per thread. Measured (DuckDB 2.0.1, ~420-byte rows): under its 91 MiB
+#: share of a 128 MB budget the reduce step's sort runs out of memory with 2 threads and the
+#: map step with 8; under 183 MiB (256 MB) the sort with 2; 212 MiB (290 MB) sorts with 2.
+_THREAD_MEMORY = 96 * 2**20
 _RESERVED = "__ga_"
 _NULL_MARK = "grouparrow:null-key:"
 _PREVIEW_COLUMNS = 8
@@ -111,8 +115,9 @@ def build(
 
     Args:
         source: files (Parquet, CSV, JSON lines; paths, globs, directories), a pyarrow
-            Table / RecordBatchReader / Dataset, a ``datasets.Dataset``, or any object with
-            ``__arrow_c_stream__``.
+            Table / RecordBatchReader / Dataset, a ``datasets.Dataset`` (for
+            ``load_dataset`` arguments over local files, ``ga.hf_dataset("json",
+            data_files=...)``), or any object with ``__arrow_c_stream__``.
         key: a column name, ``ga.sql("<expression>")``, a function of one example, or
             ``ga.batch_key_fn(<function of a batch>)``; see :mod:`grouparrow.keys`.
         output: the dataset directory to create.
@@ -129,17 +134,19 @@ def build(
         memory_limit: the build's memory budget, bytes or text like ``"4GB"`` (default:
             half the machine's memory). DuckDB gets it less room for the writer's row
             groups, and spills to ``temp_directory`` past it.
-        threads: DuckDB threads (default: one per core).
+        threads: DuckDB threads (default: one per core); at most one per 96 MiB of
+            DuckDB's share of ``memory_limit``, as DuckDB runs out of memory with more.
         temp_directory: where DuckDB spills (default: inside the build's temporary folder).
         row_group_bytes: uncompressed size of the output's Parquet row groups.
         progress: print rows read and the current phase to stderr.
         split: the split to group when ``source`` is a ``datasets.DatasetDict`` (or a folder
-            one was saved to).
+            one was saved to) or a TensorFlow Datasets builder (default ``"train"``).
         unify_schemas: for several input files whose columns differ (names; or types, for
             Parquet), read them by column name with DuckDB's ``union_by_name``: a column
             missing from a file is null, differing types are widened (``int32`` + ``double``
             -> ``double``, a number + a string -> string, structs merge their fields; a list
-            and a scalar are refused). By default such files are refused with a
+            and a scalar, or timestamps with and without a time zone, are refused). By
+            default such files are refused with a
             :class:`~grouparrow.SourceError` naming both files and the column. Differences
             in nullability, metadata or column order never count, nor do CSV/JSON types
             that DuckDB's sniffer guessed differently per file (those are widened anyway).
@@ -264,7 +271,9 @@ class _Options:
             raise ValueError(f"row_group_bytes={row_group_bytes!r} must be positive")
         if threads is not None and threads < 1:
             raise ValueError(f"threads={threads!r} must be a positive integer or None")
-        return cls(parse_bytes(memory_limit), threads or os.cpu_count() or 1, row_group_bytes)
+        limit = parse_bytes(memory_limit)
+        most = max(1, _duckdb_limit(limit, row_group_bytes) // _THREAD_MEMORY)
+        return cls(limit, min(threads or os.cpu_count() or 1, most), row_group_bytes)
 
 
 _UNITS = {
@@ -328,12 +337,15 @@ def _auto_shards(size_hint: int | None, memory_limit: int) -> int:
     return max(1, math.ceil(size_hint / target))
 
 
+def _duckdb_limit(memory_limit: int, row_group_bytes: int) -> int:
+    """DuckDB's share of the build's budget: the budget less room for the row groups the
+    writer holds (measured: without this the reduce step ends ~1 % over budget + 0.5 GB)."""
+    return memory_limit - min(memory_limit // 4, 4 * row_group_bytes)
+
+
 def _connect(options: _Options, spill: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"threads": options.threads})
-    # The budget is the whole build's: DuckDB gets it less room for the row groups the
-    # writer holds (measured: without this the reduce step ends ~1 % over budget + 0.5 GB).
-    writer_room = min(options.memory_limit // 4, 4 * options.row_group_bytes)
-    duckdb_limit = (options.memory_limit - writer_room) // 2**20
+    duckdb_limit = _duckdb_limit(options.memory_limit, options.row_group_bytes) // 2**20
     con.execute(f"SET memory_limit = {_sql.literal(f'{duckdb_limit}MiB')}")
     con.execute(f"SET temp_directory = {_sql.literal(str(spill))}")
     # Measured (DESIGN.md): without it the partitioned write runs out of memory under a low
@@ -377,7 +389,8 @@ class _Stream:
             )
         self._reader = reader
         self._progress = progress
-        self.rows = source.num_rows or 0
+        # Rows DuckDB reads itself are counted up front; streamed rows are numbered from 0.
+        self.rows = (source.num_rows or 0) if source.sql is not None else 0
         self.failure: BaseException | None = None
         try:
             first = next(iter(reader), None)

@@ -94,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         help="read input files whose columns differ by column name: missing columns null, "
         "differing types widened (default: refuse them, naming the difference)",
     )
+    build.add_argument(
+        "--tensor",
+        action="append",
+        metavar="COLUMN=SHAPE",
+        help="store a fixed-width column as a fixed_shape_tensor, e.g. --tensor pixels=28x28 "
+        "(repeatable)",
+    )
     build.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.set_defaults(run=_build)
@@ -160,10 +167,30 @@ def _build(args: argparse.Namespace) -> int:
         text_columns=args.text_columns.split(",") if args.text_columns is not None else None,
         progress=not args.quiet,
         unify_schemas=args.unify_schemas,
+        tensor_shapes=_tensor_shapes(args.tensor),
     )
     summary = _summary(ds)
     print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
     return 0
+
+
+def _tensor_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]] | None:
+    """``["pixels=28x28"]`` as ``{"pixels": (28, 28)}`` (``28,28`` works too).
+
+    Example:
+        >>> _tensor_shapes(["pixels=28x28", "audio=16000"])
+        {'pixels': (28, 28), 'audio': (16000,)}
+    """
+    if not specs:
+        return None
+    shapes = {}
+    for spec in specs:
+        name, _, shape = spec.rpartition("=")
+        dims = shape.replace(",", "x").split("x")
+        if not name or not all(d.strip().isdigit() for d in dims):
+            raise ValueError(f"--tensor {spec!r} must look like COLUMN=SHAPE, e.g. pixels=28x28")
+        shapes[name] = tuple(int(d) for d in dims)
+    return shapes
 
 
 def _column_or_sql(source: Any, key: str, unify_schemas: bool = False) -> Any:

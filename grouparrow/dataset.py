@@ -99,7 +99,7 @@ class Group:
             >>> train.num_rows + test.num_rows == group.num_rows   # doctest: +SKIP
             True
         """
-        test = row_mask([self.id], np.array([self.num_rows]), check_fraction(fraction), seed)
+        test = row_mask([self.id], np.array([self.num_rows]), check_fraction(fraction, seed), seed)
         return self._take(~test), self._take(test)
 
     def _take(self, mask: np.ndarray) -> Group:
@@ -293,7 +293,10 @@ class GroupedDataset:
         part = self.shard_index(shard)
         offset = part.column("offset")[row].as_py()
         num_rows = part.column("num_rows")[row].as_py()
-        return self._group(group_id, self._read_rows(shard, offset, num_rows), self.schema)
+        # The id as stored (not as asked: a NumPy integer, a list) names the group and salts
+        # its split_rows hash.
+        (gid,) = self._decode([part.column("group_id")[row].as_py()])
+        return self._group(gid, self._read_rows(shard, offset, num_rows), self.schema)
 
     def get(self, group_id: GroupId, default: Any = None) -> Group | Any:
         """The group with this id, or ``default`` when there is none."""
@@ -303,6 +306,7 @@ class GroupedDataset:
             return default
 
     def _locate(self, group_id: object) -> tuple[int, int]:
+        asked = group_id  # as the caller named it, for the messages
         if self._composite and isinstance(group_id, (tuple, list)):
             try:
                 group_id = composite_id(group_id)
@@ -330,12 +334,12 @@ class GroupedDataset:
         row = lookup.get(group_id)
         if row is None:
             raise GroupNotFoundError(
-                f"no group {group_id!r} in {str(self.path)!r} "
+                f"no group {asked!r} in {str(self.path)!r} "
                 f"({self.manifest.num_groups:,} groups, keys of type {self.manifest.key_type})"
             )
         if self._group_splits and not self._selection(shard)[row]:
             raise GroupNotFoundError(
-                f"group {group_id!r} is in the other side of this split_groups() view"
+                f"group {asked!r} is in the other side of this split_groups() view"
             )
         return shard, row
 
@@ -395,7 +399,11 @@ class GroupedDataset:
             return
         if self._row_splits:  # a group at a time: each keeps some of its rows
             for gid, offset, count in zip(ids, offsets, counts, strict=True):
-                yield self._group(gid, self._read_rows(shard, offset, count), self.schema)
+                group = self._group(gid, self._read_rows(shard, offset, count), self.schema)
+                if columns is not None:
+                    table = group.to_arrow().select(list(columns))
+                    group = Group(gid, table.to_batches(), table.schema, table.num_rows)
+                yield group
             return
         file = self._file(shard)
         starts = self._row_group_starts(shard)
@@ -450,7 +458,7 @@ class GroupedDataset:
             >>> set(train.group_ids()).isdisjoint(test.group_ids())   # doctest: +SKIP
             True
         """
-        fraction = check_fraction(fraction)
+        fraction = check_fraction(fraction, seed)
         return (
             self._view(groups=(fraction, seed, False)),
             self._view(groups=(fraction, seed, True)),
@@ -469,7 +477,7 @@ class GroupedDataset:
             >>> fit["ann"].num_rows + held["ann"].num_rows == ds["ann"].num_rows   # doctest: +SKIP
             True
         """
-        fraction = check_fraction(fraction)
+        fraction = check_fraction(fraction, seed)
         return self._view(rows=(fraction, seed, False)), self._view(rows=(fraction, seed, True))
 
     def _view(

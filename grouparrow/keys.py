@@ -29,6 +29,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import numbers
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -334,16 +336,31 @@ def _composite(parts: tuple[Any, ...], schema: pa.Schema, sample: pa.RecordBatch
 
 
 def composite_id(parts: Sequence[KeyValue]) -> str:
-    """The stored id of a composite key's group: the JSON array of its parts.
+    """The stored id of a composite key's group: the JSON array of its parts, as DuckDB's
+    ``json_array`` writes it (compact, non-ASCII as is, control characters without a short
+    escape as ``\\u00XX`` in upper-case hex).
 
     Example:
         >>> composite_id(("ann", 3))
         '["ann",3]'
     """
+    values: list[str | int] = []
     for part in parts:
-        if isinstance(part, bool) or not isinstance(part, (str, int)):
+        if isinstance(part, str):
+            values.append(str(part))
+        elif isinstance(part, numbers.Integral) and not isinstance(part, (bool, np.bool_)):
+            values.append(int(part))  # NumPy integers too
+        else:
             raise TypeError(f"composite key parts are str or int, not {type(part).__name__}")
-    return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    if "\\u" in text:  # json writes lower-case hex
+        text = _ESCAPE.sub(lambda m: "\\u" + m[1].upper() if m[1] else m[0], text)
+    return text
+
+
+#: One JSON escape, matched from the left (so ``\\u0041``, an escaped backslash then text,
+#: is not taken for the escape ``\u0041``): group 1 holds a ``\uXXXX`` escape's hex digits.
+_ESCAPE = re.compile(r"\\(?:u([0-9a-f]{4})|.)", re.DOTALL)
 
 
 def _type_key(key: Key, schema: pa.Schema, con: duckdb.DuckDBPyConnection) -> None:

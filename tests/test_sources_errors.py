@@ -3,7 +3,11 @@ cannot read, and empty inputs of every kind."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -194,6 +198,47 @@ def test_unify_refuses_types_duckdb_cannot_unify(
     _nothing_written(tmp_path)
 
 
+_TZ_SCRIPT = """
+import datetime, sys, pyarrow as pa, pyarrow.parquet as pq, grouparrow as ga
+folder = sys.argv[1]
+t0 = datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.timezone.utc)
+for name, kind in [("a", pa.timestamp("ms", tz="UTC")), ("b", pa.timestamp("us", tz="Asia/Tokyo"))]:
+    pq.write_table(pa.table({"k": [name], "t": pa.array([t0], kind)}), f"{folder}/{name}.parquet")
+ds = ga.build(f"{folder}/*.parquet", key="k", output=f"{folder}/out", unify_schemas=True)
+values = {g.to_arrow().column("t")[0].value for g in ds.iter_groups()}
+print(ds.schema.field("t").type, sorted(values))
+"""
+
+
+def test_unified_time_zones_do_not_depend_on_the_machine(tmp_path: Path) -> None:
+    """DuckDB gives a widened timestamp-with-time-zone column the machine's time zone; the
+    build pins it to UTC (or the files' common zone), keeping the instants."""
+    env = {**os.environ, "TZ": "America/New_York"}
+    result = subprocess.run(
+        [sys.executable, "-c", _TZ_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    micros = 1_577_880_000_000_000  # 2020-01-01T12:00:00Z
+    assert result.stdout.strip() == f"timestamp[us, tz=UTC] [{micros}]"
+
+
+def test_unify_refuses_naive_and_zoned_timestamps(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    moment = datetime.datetime(2020, 1, 1)
+    pq.write_table(pa.table({"k": ["a"], "t": pa.array([moment], pa.timestamp("us"))}), a)
+    zoned = pa.array([moment], pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"k": ["b"], "t": zoned}), b)
+    with pytest.raises(ga.SourceError) as info:
+        ga.build([a, b], key="k", output=tmp_path / "out", unify_schemas=True)
+    message = str(info.value)
+    assert f"column 't' is timestamp[us] in '{a}' but timestamp[us, tz=UTC] in '{b}'" in message
+    assert "in this machine's time zone" in message
+    _nothing_written(tmp_path)
+
+
 def test_differences_that_do_not_count(tmp_path: Path) -> None:
     """Nullability, schema and field metadata, column order, string vs large_string and
     dictionary-encoded vs plain columns: no error, no unification needed."""
@@ -211,9 +256,7 @@ def test_differences_that_do_not_count(tmp_path: Path) -> None:
         metadata={"origin": "b"},
     )
     pq.write_table(pa.table({"x": [3], "k": ["u"]}, schema=schema_b), b)
-    pq.write_table(
-        pa.table({"k": pa.array(["v", "v"]).dictionary_encode(), "x": [4, 5]}), c
-    )
+    pq.write_table(pa.table({"k": pa.array(["v", "v"]).dictionary_encode(), "x": [4, 5]}), c)
     ds = ga.build([a, b, c], key="k", output=tmp_path / "out")
     assert ds.schema.names == ["group_id", "k", "x"]
     assert _contents(ds) == {
@@ -230,9 +273,10 @@ def test_unify_schemas_with_equal_schemas_changes_nothing(tmp_path: Path, first:
     unified = ga.build([first, second], key="k", output=tmp_path / "out", unify_schemas=True)
     assert _contents(unified) == _contents(plain)
     assert unified.schema == plain.schema
-    assert read_manifest_json(tmp_path / "out")["source"] == read_manifest_json(
-        tmp_path / "plain"
-    )["source"]
+    assert (
+        read_manifest_json(tmp_path / "out")["source"]
+        == read_manifest_json(tmp_path / "plain")["source"]
+    )
 
 
 def test_unified_rows_keep_their_file_and_row_in_messages(tmp_path: Path, first: Path) -> None:

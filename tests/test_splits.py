@@ -25,9 +25,14 @@ SETTINGS = settings(
 
 STRING_KEYS = ["a", "b", "", "é", "日本", "a\\b", "'q'", '"dq"', "🙂", "x y", "A", "zz"]
 INT_KEYS = [0, 1, -1, 7, 2**40, -(2**63), 2**63 - 1, 123456789, 42, -42]
+BYTES_KEYS = [b"", b"\x00", b"\xff\xfe", b"abc", b"a\\b", b"'", b"\x00\x01"]
+ALPHABETS = {"string": STRING_KEYS, "int": INT_KEYS, "bytes": BYTES_KEYS}
+ARROW_TYPES = {"string": pa.string(), "int": pa.int64(), "bytes": pa.binary()}
 
 
-def _table(sizes: dict[Any, int], *, seed: int = 0, key_type: pa.DataType | None = None) -> pa.Table:
+def _table(
+    sizes: dict[Any, int], *, seed: int = 0, key_type: pa.DataType | None = None
+) -> pa.Table:
     """Rows ``sizes[k]`` per key ``k`` (column ``k``), shuffled, with the input position
     ``i`` (unique per row) and a string column ``s``."""
     keys = [k for k, n in sizes.items() for _ in range(n)]
@@ -78,7 +83,10 @@ _M64 = (1 << 64) - 1
 
 
 def _md5_int(salt: str, key: Any) -> int:
-    data = key.encode() if isinstance(key, str) else str(key).encode()
+    if isinstance(key, bytes):
+        data = key
+    else:
+        data = key.encode() if isinstance(key, str) else str(key).encode()
     return int.from_bytes(hashlib.md5(f"{salt}:".encode() + data).digest(), "little")
 
 
@@ -292,7 +300,7 @@ def test_split_groups_streams_columns_and_repr(small: tuple[ga.GroupedDataset, p
 
 @SETTINGS
 @given(
-    kind=st.sampled_from(["string", "int"]),
+    kind=st.sampled_from(sorted(ALPHABETS)),
     sizes=st.lists(st.integers(1, 4), min_size=0, max_size=10),
     shards=st.tuples(st.integers(1, 5), st.integers(1, 5)),
     build_seeds=st.tuples(st.integers(0, 2**32), st.integers(0, 2**32)),
@@ -310,8 +318,8 @@ def test_split_groups_property(
 ) -> None:
     """Any table, any two builds of it: the split is a partition of the groups, the row
     counts add up, and the same ids land on the same side in both builds."""
-    alphabet = STRING_KEYS if kind == "string" else INT_KEYS
-    table = _table({alphabet[j]: n for j, n in enumerate(sizes)}, seed=len(sizes))
+    alphabet, key_type = ALPHABETS[kind], ARROW_TYPES[kind]
+    table = _table(dict(zip(alphabet, sizes, strict=False)), key_type=key_type, seed=len(sizes))
     base = tmp_path_factory.mktemp("prop-groups")
     expected = _input_rows(table)
     sides = []
@@ -458,7 +466,7 @@ def test_split_rows_shuffled_stream(small: tuple[ga.GroupedDataset, pa.Table]) -
 
 def test_split_rows_stream_columns(small: tuple[ga.GroupedDataset, pa.Table]) -> None:
     ds, _ = small
-    fit, held = ds.split_rows(0.5, seed=2)
+    fit, _ = ds.split_rows(0.5, seed=2)
     whole = _streamed(fit)
     for group in fit.iter_groups(columns=["i", "s"]):
         assert group.schema.names == ["i", "s"]
@@ -500,6 +508,19 @@ def test_group_split_of_a_single_row(tmp_path: Path) -> None:
     assert b.to_arrow().schema == ds.schema
     a, b = group.split(1.0)
     assert (a.num_rows, b.num_rows) == (0, 1)
+    # An empty group splits into two empty groups.
+    assert [side.num_rows for side in a.split(0.5, seed=3)] == [0, 0]
+
+
+def test_splits_of_an_empty_dataset(tmp_path: Path) -> None:
+    table = _table({}, key_type=pa.string())
+    ds = _build(table, tmp_path / "out", num_shards=3)
+    for views in (ds.split_groups(0.5), ds.split_rows(0.5)):
+        for view in views:
+            assert view.num_groups == view.num_rows == len(view) == 0
+            assert view.group_ids() == []
+            assert list(view.iter_groups(shuffle=True)) == []
+            assert view.index.num_rows == 0
 
 
 def test_split_rows_then_split_groups_commute(small: tuple[ga.GroupedDataset, pa.Table]) -> None:
@@ -557,7 +578,7 @@ def test_split_rows_random_access_with_numpy_and_arrow_ids(tmp_path: Path) -> No
 
 @SETTINGS
 @given(
-    kind=st.sampled_from(["string", "int"]),
+    kind=st.sampled_from(sorted(ALPHABETS)),
     sizes=st.lists(st.integers(1, 25), min_size=1, max_size=8),
     num_shards=st.integers(1, 4),
     fraction=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0, 1)),
@@ -571,8 +592,8 @@ def test_split_rows_property(
     fraction: float,
     seed: int,
 ) -> None:
-    alphabet = STRING_KEYS if kind == "string" else INT_KEYS
-    table = _table({alphabet[j]: n for j, n in enumerate(sizes)}, seed=sum(sizes))
+    alphabet, key_type = ALPHABETS[kind], ARROW_TYPES[kind]
+    table = _table(dict(zip(alphabet, sizes, strict=False)), key_type=key_type, seed=sum(sizes))
     expected = _input_rows(table)
     out = tmp_path_factory.mktemp("prop-rows") / "out"
     ds = _build(table, out, num_shards=num_shards, row_group_bytes=1_000)

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import read_manifest_json
 
 import grouparrow as ga
 from grouparrow._tfds import INSTALL
 from grouparrow.errors import SourceError
 from grouparrow.sources import open_source
-from conftest import read_manifest_json
 
 SKIP_REASON = f"tensorflow-datasets is not installed (install the extra: {INSTALL})"
 NUM_TRAIN, NUM_TEST, NUM_WRITERS = 60, 12, 7
