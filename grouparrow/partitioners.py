@@ -25,8 +25,9 @@ import pyarrow.compute as pc
 
 from grouparrow import _sql
 from grouparrow._splits import uniform
+from grouparrow._udfs import ROW_COLUMN, BadRow
 from grouparrow.errors import KeySpecError, LabelError
-from grouparrow.keys import ROW_COLUMN, BadRow, BatchKeyFnSpec, PreparedKey, SQLKey, key_hash
+from grouparrow.keys import BatchKeyFnSpec, PreparedKey, SQLKey, key_hash
 
 __all__ = [
     "by_feature",
