@@ -392,18 +392,25 @@ class GroupedDataset:
         part = self.shard_index(shard).slice(first, end - first)
         if self._group_splits:
             part = part.filter(pa.array(self._selection(shard)[first:end]))
+        groups = self._scan(shard, part, columns)
+        if not self._row_splits:
+            yield from groups
+            return
+        # Each group keeps some of its rows (a copy); the masks of all at once.
+        sizes = part.column("num_rows").to_numpy()
+        mask = self._row_selection(part.column("group_id").to_pylist(), sizes)
+        position = 0
+        for group in groups:
+            kept = mask[position : position + group.num_rows]
+            position += group.num_rows
+            yield group._take(kept)
+
+    def _scan(self, shard: int, part: pa.Table, columns: Sequence[str] | None) -> Iterator[Group]:
+        """The groups of index rows ``part`` of a shard, read row group by row group."""
         ids = self._decode(part.column("group_id").to_pylist())
         offsets = part.column("offset").to_numpy().tolist()
         counts = part.column("num_rows").to_numpy().tolist()
         if not ids:
-            return
-        if self._row_splits:  # a group at a time: each keeps some of its rows
-            for gid, offset, count in zip(ids, offsets, counts, strict=True):
-                group = self._group(gid, self._read_rows(shard, offset, count), self.schema)
-                if columns is not None:
-                    table = group.to_arrow().select(list(columns))
-                    group = Group(gid, table.to_batches(), table.schema, table.num_rows)
-                yield group
             return
         file = self._file(shard)
         starts = self._row_group_starts(shard)

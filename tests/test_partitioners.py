@@ -78,6 +78,8 @@ def test_hash_bucket_keeps_equal_values_together(tmp_path: Path) -> None:
         P.dirichlet_over_groups("user", 8, alpha=0.5, seed=2),
         P.iid(8, seed=4),
         P.size_skewed(8, power=1.5, seed=5),
+        P.by_feature("user"),
+        P.url_host("url"),
         P.url_domain("url"),
         P.label_dirichlet("label", 8, alpha=0.3, seed=6),
         P.label_dirichlet("label", 8, alpha=0.3, seed=6, min_size=5),
