@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import bisect
 import copy
+import itertools
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 
 from grouparrow import _arrow, _tensors
 from grouparrow._splits import check_fraction, group_mask, row_mask
+from grouparrow._streams import GroupStream, Segment
 from grouparrow.errors import CorruptDatasetError, FormatError, GroupNotFoundError
 from grouparrow.format import INDEX, Manifest, read_manifest
 from grouparrow.keys import KeyValue, composite_id, shard_of
@@ -169,6 +171,7 @@ class GroupedDataset:
         self._group_splits: tuple[tuple[float, int, bool], ...] = ()
         self._row_splits: tuple[tuple[float, int, bool], ...] = ()
         self._selected: dict[int, np.ndarray] = {}
+        self._cohort_table: pa.Table | None = None
 
     def __repr__(self) -> str:
         splits = [f"split_groups{s}" for s in self._group_splits]
@@ -344,41 +347,186 @@ class GroupedDataset:
         return shard, row
 
     def _read_rows(self, shard: int, offset: int, num_rows: int) -> list[pa.RecordBatch]:
+        return self._read_spans(shard, [(offset, num_rows)])[0]
+
+    def _read_spans(
+        self, shard: int, spans: Sequence[tuple[int, int]]
+    ) -> list[list[pa.RecordBatch]]:
+        """The rows ``offset .. offset + num_rows`` of a shard for each span, reading every
+        row group needed once."""
         file = self._file(shard)
         starts = self._row_group_starts(shard)
-        first = bisect.bisect_right(starts, offset) - 1
-        last = bisect.bisect_right(starts, offset + max(num_rows, 1) - 1) - 1
+        needed: set[int] = set()
+        for offset, num_rows in spans:
+            first = bisect.bisect_right(starts, offset) - 1
+            last = bisect.bisect_right(starts, offset + max(num_rows, 1) - 1) - 1
+            needed.update(range(first, last + 1))
+        order = sorted(needed)
         try:
-            table = file.read_row_groups(list(range(first, last + 1)), use_threads=False)
+            table = file.read_row_groups(order, use_threads=False)
         except (pa.ArrowException, OSError) as exc:
             raise self._damaged(shard, exc) from exc
-        batches = table.slice(offset - starts[first], num_rows).to_batches()
-        if self._restore:
-            batches = [_arrow.conform(b, self.schema) for b in batches]
-        return batches or [_arrow.empty_batch(self.schema)]
+        at, position = {}, 0  # where each row group read begins in ``table``
+        for rg in order:
+            at[rg] = position
+            position += starts[rg + 1] - starts[rg]
+        out = []
+        for offset, num_rows in spans:
+            rg = bisect.bisect_right(starts, offset) - 1
+            batches = table.slice(at[rg] + offset - starts[rg], num_rows).to_batches()
+            if self._restore:
+                batches = [_arrow.conform(b, self.schema) for b in batches]
+            out.append(batches or [_arrow.empty_batch(self.schema)])
+        return out
+
+    def get_many(self, group_ids: Iterable[GroupId]) -> list[Group]:
+        """Several groups by id, in the order asked, reading each shard touched once (the
+        row groups holding any of them).
+
+        Example:
+            >>> [g.num_rows for g in ds.get_many(["ann", "bob"])]   # doctest: +SKIP
+            [2, 1]
+        """
+        wanted = list(group_ids)
+        located = [self._locate(gid) for gid in wanted]
+        by_shard: dict[int, list[int]] = {}
+        for n, (shard, _) in enumerate(located):
+            by_shard.setdefault(shard, []).append(n)
+        out: list[Group | None] = [None] * len(wanted)
+        for shard, members in by_shard.items():
+            part = self.shard_index(shard)
+            rows = [located[n][1] for n in members]
+            offsets = part.column("offset").take(rows).to_pylist()
+            counts = part.column("num_rows").take(rows).to_pylist()
+            ids = self._decode(part.column("group_id").take(rows).to_pylist())
+            spans = list(zip(offsets, counts, strict=True))
+            read = self._read_spans(shard, spans)
+            for n, gid, batches in zip(members, ids, read, strict=True):
+                out[n] = self._group(gid, batches, self.schema)
+        return [g for g in out if g is not None]
+
+    # -- cohorts ----------------------------------------------------------------------------
+    def sample(
+        self,
+        k: int,
+        *,
+        seed: int = 0,
+        weights: str | None = None,
+        replace: bool = False,
+    ) -> list[Group]:
+        """A cohort of ``k`` groups drawn with ``seed``: uniformly, or with probability
+        proportional to an index column (``weights="num_rows"``, ``"num_bytes"``,
+        ``"num_words"``); without replacement unless ``replace=True``. The same seed gives
+        the same cohort. Groups are read with :meth:`get_many`.
+
+        Example:
+            >>> cohort = ds.sample(10, seed=0, weights="num_rows")   # doctest: +SKIP
+        """
+        return self.get_many(self._choose(k, np.random.default_rng(seed), weights, replace))
+
+    def cohorts(
+        self,
+        k: int,
+        *,
+        seed: int = 0,
+        weights: str | None = None,
+        replace: bool = False,
+        start: int = 0,
+    ) -> Iterator[list[Group]]:
+        """One cohort per round, forever: round ``r`` is drawn from ``(seed, r)``, so a job
+        restarted at round ``r`` resumes with ``start=r`` and gets the same cohorts.
+
+        Example:
+            >>> for round, cohort in zip(range(100), ds.cohorts(10, seed=0)):   # doctest: +SKIP
+            ...     train(cohort)
+        """
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"start={start!r} must be an integer >= 0")
+        for round_ in itertools.count(start):
+            rng = np.random.default_rng([seed, round_])
+            yield self.get_many(self._choose(k, rng, weights, replace))
+
+    def _choose(
+        self, k: int, rng: np.random.Generator, weights: str | None, replace: bool
+    ) -> list[GroupId]:
+        index = self._cohort_index()
+        n = index.num_rows
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"k={k!r} must be an integer >= 0")
+        if not replace and k > n:
+            raise ValueError(f"k={k} is more than the {n} groups; pass replace=True or a smaller k")
+        p = None
+        if weights is not None:
+            numeric = [f.name for f in index.schema if pa.types.is_integer(f.type)]
+            numeric = [c for c in numeric if c != "group_id" and c != "offset"]
+            if weights not in numeric:
+                raise ValueError(f"weights={weights!r} is not one of {numeric} (or None)")
+            w = index.column(weights).to_numpy().astype(np.float64)
+            if not w.sum() > 0:
+                raise ValueError(f"weights={weights!r} sum to zero")
+            p = w / w.sum()
+        chosen = rng.choice(n, size=k, replace=replace, p=p) if n else np.zeros(0, np.int64)
+        return self._decode(index.column("group_id").take(chosen).to_pylist())
+
+    def _cohort_index(self) -> pa.Table:
+        if self._cohort_table is None:
+            self._cohort_table = self.index
+        return self._cohort_table
 
     # -- streaming --------------------------------------------------------------------------
     def iter_groups(
-        self, *, shuffle: bool = False, seed: int = 0, columns: Sequence[str] | None = None
-    ) -> Iterator[Group]:
-        """Every group once, streamed shard by shard as zero-copy slices of decoded batches.
+        self,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        start: int = 0,
+        worker_index: int = 0,
+        num_workers: int = 1,
+        columns: Sequence[str] | None = None,
+    ) -> GroupStream:
+        """Every group once (one epoch), streamed shard by shard as zero-copy slices of
+        decoded batches.
 
         With ``shuffle=True`` the order of shards and the group each shard starts at are
-        drawn from ``seed`` (groups are stored in a seeded pseudo-random order already).
-        ``columns`` reads only those columns.
+        drawn from ``(seed, epoch)`` (groups are stored in a seeded pseudo-random order
+        already), so each epoch differs and the same seed and epoch repeat. With
+        ``num_workers`` (data-loader workers, hosts) each shard's groups are cut into
+        contiguous ranges and ``worker_index`` streams only its own: the workers together
+        see every group exactly once. ``start`` skips the first groups without reading them;
+        the returned :class:`GroupStream` has ``state_dict()`` to resume where it stopped
+        (``ds.iter_groups(**state)``). ``columns`` reads only those columns.
+
+        Example:
+            >>> stream = ds.iter_groups(shuffle=True, seed=0, epoch=1)   # doctest: +SKIP
+            >>> group = next(stream); stream.state_dict()["start"]       # doctest: +SKIP
+            1
         """
-        order = list(range(self.num_shards))
-        rng = np.random.default_rng(seed)
-        if shuffle:
-            rng.shuffle(order)
-        for shard in order:
-            count = self.manifest.shards[shard].num_groups
-            if not count:
-                continue
-            start = int(rng.integers(count)) if shuffle else 0
-            yield from self._stream(shard, start, count, columns)
-            if start:
-                yield from self._stream(shard, 0, start, columns)
+        return GroupStream(
+            [s.num_groups for s in self.manifest.shards],
+            self._count_in,
+            self._skip_in,
+            lambda segment: self._stream(segment.shard, segment.first, segment.end, columns),
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            start=start,
+            worker_index=worker_index,
+            num_workers=num_workers,
+        )
+
+    def _count_in(self, segment: Segment) -> int:
+        """Groups of this view in a segment."""
+        if not self._group_splits:
+            return segment.end - segment.first
+        return int(self._selection(segment.shard)[segment.first : segment.end].sum())
+
+    def _skip_in(self, segment: Segment, groups: int) -> int:
+        """Storage position of the segment's group number ``groups`` (of this view)."""
+        if not self._group_splits:
+            return segment.first + groups
+        kept = np.flatnonzero(self._selection(segment.shard)[segment.first : segment.end])
+        return segment.first + int(kept[groups])
 
     #: Dataset Grouper's name for the stream of groups.
     build_group_stream = iter_groups
@@ -496,6 +644,7 @@ class GroupedDataset:
         if groups is not None:
             view._group_splits = (*self._group_splits, groups)
             view._selected = {}
+            view._cohort_table = None
         if rows is not None:
             view._row_splits = (*self._row_splits, rows)
         return view
