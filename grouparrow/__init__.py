@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 from grouparrow import examples, partitioners
 from grouparrow._hf import hf_dataset
 from grouparrow.build import build
-from grouparrow.dataset import Group, GroupedDataset, PartitionedDataset, open
+from grouparrow.dataset import GroupedDataset, PartitionedDataset, open
 from grouparrow.errors import (
     CorruptDatasetError,
     FormatError,
@@ -30,6 +30,7 @@ from grouparrow.errors import (
     SourceError,
     TensorShapeError,
 )
+from grouparrow.group import Group
 from grouparrow.keys import batch_key_fn, key_fn, key_hash, shard_of, sql
 from grouparrow.verify import VerifyReport, verify
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from grouparrow.dataset import Group
+    from grouparrow.group import Group
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,7 +176,7 @@ def test_permuted_tensor_to_numpy_follows_the_arrow_spec() -> None:
     kind = pa.fixed_shape_tensor(pa.float32(), [2, 3, 4], permutation=[2, 0, 1])
     data = np.arange(5 * 24, dtype=np.float32)
     array = pa.ExtensionArray.from_storage(kind, _fsl(data, 24))
-    view = ga.dataset._column_to_numpy(pa.chunked_array([array]))
+    view = ga._tensors.to_numpy(pa.chunked_array([array]))
     assert view.shape == (5, 4, 2, 3)
     assert np.array_equal(view, data.reshape(5, 2, 3, 4).transpose(0, 3, 1, 2))
     assert np.shares_memory(view, data)
