@@ -1,8 +1,8 @@
 """Writing one shard: group-clustered rows to Parquet, and the shard's index rows.
 
 The shard's rows arrive in order as Arrow batches. :class:`ShardWriter` cuts them into row
-groups of about ``row_group_bytes`` and writes them with PyArrow (zstd, 64 KiB pages, page
-index) on a background thread, hashing the bytes as they go out, while the caller goes on
+groups of about ``row_group_bytes``, ending at a group boundary where one is near, and writes
+them with PyArrow (zstd, page index) on a background thread, hashing the bytes as they go out, while the caller goes on
 decoding the next batch. :class:`GroupRuns` turns the key column into index rows.
 """
 
@@ -25,7 +25,7 @@ from grouparrow.errors import GroupArrowError
 from grouparrow.format import index_schema
 
 #: Bounds on rows per row group, whatever the bytes per row.
-ROW_GROUP_ROWS = (4_096, 65_536)
+ROW_GROUP_ROWS = (16, 65_536)
 _QUEUED_ROW_GROUPS = 1
 
 
@@ -53,6 +53,7 @@ class ShardWriter:
             write_page_index=True,
             write_statistics=[key_column],
         )
+        self._key_column = key_column
         self._target_bytes = row_group_bytes
         self._target_rows: int | None = None
         self._buffer: list[pa.RecordBatch] = []
@@ -78,10 +79,21 @@ class ShardWriter:
         self.num_rows += batch.num_rows
         while self._buffered >= self._target_rows:
             table = pa.Table.from_batches(self._buffer)
-            self._queue.put(table.slice(0, self._target_rows))
-            rest = table.slice(self._target_rows)
+            cut = self._cut(table)
+            self._queue.put(table.slice(0, cut))
+            rest = table.slice(cut)
             self._buffer = rest.to_batches()
             self._buffered = rest.num_rows
+
+    def _cut(self, table: pa.Table) -> int:
+        """Rows in the next row group: up to the last group boundary in the last three
+        quarters of the target, so that a group of fewer than ¾ of the target rows always
+        lies in one row group (read once, one chunk); the target where there is none."""
+        target = self._target_rows or 1
+        low = target // 4
+        keys = table.column(self._key_column).slice(low, target - low + 1)
+        starts = run_starts(keys)
+        return low + int(starts[-1]) if len(starts) > 1 else target
 
     def close(self) -> tuple[int, int, str]:
         """Write what is left, finish the file; returns ``(rows, file bytes, sha256)``."""
