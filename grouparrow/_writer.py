@@ -2,8 +2,9 @@
 
 The shard's rows arrive in order as Arrow batches. :class:`ShardWriter` cuts them into row
 groups of about ``row_group_bytes``, ending at a group boundary where one is near, and writes
-them with PyArrow (zstd, page index) on a background thread, hashing the bytes as they go out, while the caller goes on
-decoding the next batch. :class:`GroupRuns` turns the key column into index rows.
+them with PyArrow (zstd, page index) on a background thread, hashing the bytes as they go
+out, while the caller goes on decoding the next batch. :class:`GroupRuns` turns the key
+column into index rows.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ FORMAT_VERSION = 1
 MANIFEST = "grouparrow.json"
 INDEX = "index.parquet"
 DATA_DIR = "data"
+_CHUNK = 4 * 2**20
 
 #: Columns of index.parquet after ``group_id`` (whose type is the key's type).
 INDEX_FIELDS = [
@@ -37,6 +39,15 @@ INDEX_FIELDS = [
 def shard_file(shard: int, num_shards: int) -> str:
     """The path of a shard, relative to the dataset directory."""
     return f"{DATA_DIR}/shard-{shard:05d}-of-{num_shards:05d}.parquet"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, as the manifest records each shard's."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def index_schema(key_type: pa.DataType) -> pa.Schema:

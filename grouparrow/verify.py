@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,7 @@ import pyarrow.parquet as pq
 
 from grouparrow._arrow import parquet_schema, run_starts
 from grouparrow.errors import FormatError
-from grouparrow.format import INDEX, Manifest, index_schema, read_manifest
-
-_CHUNK = 4 * 2**20
+from grouparrow.format import INDEX, Manifest, index_schema, read_manifest, sha256_file
 
 
 @dataclass(slots=True)
@@ -128,7 +125,7 @@ def _check_shard(
     if size != info.file_bytes:
         problems.append(f"{path}: {size} bytes, the manifest says {info.file_bytes}")
         return
-    if checksums and _sha256(path) != info.sha256:
+    if checksums and sha256_file(path) != info.sha256:
         problems.append(
             f"{path}: SHA-256 differs from the manifest (the file changed or is damaged)"
         )
@@ -167,11 +164,3 @@ def _check_shard(
         problems.append(f"{path}: group row counts differ from {INDEX}")
     if info.num_groups != part.num_rows:
         problems.append(f"{path}: {part.num_rows} groups, the manifest says {info.num_groups}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

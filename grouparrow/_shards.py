@@ -1,0 +1,222 @@
+"""Reading a dataset's shards by row group: from the Parquet files, or from a local Arrow IPC
+cache of them.
+
+Both readers see a shard as a list of *parts* (Parquet row groups; the IPC record batches
+written one per row group) and answer two questions: where each part starts
+(:meth:`starts`) and what its rows are (:meth:`read`, a record batch with the dataset's
+types). The reader in :mod:`grouparrow.dataset` slices groups out of those batches.
+
+The cache (:class:`ArrowCache`) holds one uncompressed IPC file per shard, named by the
+SHA-256 the manifest records for the shard: a rebuilt shard gets a new name, so a cache
+file is never stale, and a shard is hashed and checked against the manifest before it is
+converted, so damaged Parquet never enters the cache. Files are written to a temporary name
+and renamed, and checked (schema, parts, rows, source checksum) when opened; one that fails
+is rewritten. Reads from the cache are memory-mapped: zero-copy, no decoding.
+
+Example:
+    >>> import grouparrow as ga, pyarrow as pa, tempfile
+    >>> out = tempfile.mkdtemp() + "/ds"
+    >>> ds = ga.build(pa.table({"u": ["a", "b", "a"]}), key="u", output=out)
+    >>> shards = ParquetShards(ds.path, ds.manifest)
+    >>> shards.starts(0), shards.read(0, 0).num_rows
+    ([0, 3], 3)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from grouparrow import _arrow
+from grouparrow.errors import CorruptDatasetError
+from grouparrow.format import Manifest, sha256_file
+
+_OPEN_FILES = 64
+_SOURCE = b"grouparrow.source_sha256"
+_PARTS = b"grouparrow.parts"
+
+
+def default_cache_dir() -> Path:
+    """``$GROUPARROW_CACHE``, else ``$XDG_CACHE_HOME/grouparrow``, else ``~/.cache/grouparrow``."""
+    if env := os.environ.get("GROUPARROW_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "grouparrow"
+
+
+class ParquetShards:
+    """The shard files of a dataset, opened on demand (at most 64 at once)."""
+
+    def __init__(self, path: Path, manifest: Manifest) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.schema = manifest.schema
+        # Parquet stores a few types in another form (timestamp[s] as [ms]): cast them back.
+        self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
+        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._starts: OrderedDict[int, list[int]] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open files do not cross process boundaries (DataLoader workers): reopen there.
+        return {**self.__dict__, "_files": OrderedDict(), "_starts": OrderedDict()}
+
+    def file_path(self, shard: int) -> Path:
+        return self.path / self.manifest.shards[shard].file
+
+    def starts(self, shard: int) -> list[int]:
+        """The first row of each row group of a shard, then the shard's row count."""
+        starts = self._starts.get(shard)
+        if starts is None:
+            meta = self._file(shard).metadata
+            starts = [0]
+            for i in range(meta.num_row_groups):
+                starts.append(starts[-1] + meta.row_group(i).num_rows)
+            remember(self._starts, shard, starts, _OPEN_FILES)
+        return starts
+
+    def read(self, shard: int, part: int, columns: list[str] | None = None) -> pa.RecordBatch:
+        """Row group ``part`` of a shard, decoded, as one batch with the dataset's types."""
+        try:
+            table = self._file(shard).read_row_group(part, columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise self.damaged(shard, exc) from exc
+        batches = table.to_batches()
+        batch = batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
+        if not self._restore:
+            return batch
+        fields = self.schema if columns is None else [self.schema.field(c) for c in columns]
+        return _arrow.conform(batch, pa.schema(fields))
+
+    def _file(self, shard: int) -> pq.ParquetFile:
+        file = self._files.get(shard)
+        if file is None:
+            path = self.file_path(shard)
+            try:
+                file = pq.ParquetFile(path)
+            except FileNotFoundError:
+                raise CorruptDatasetError(
+                    f"shard file {path} is missing; the dataset is damaged: rebuild it"
+                ) from None
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(shard, exc) from exc
+            if file.metadata.num_rows != self.manifest.shards[shard].num_rows:
+                raise CorruptDatasetError(
+                    f"shard file {path} has {file.metadata.num_rows} rows but the manifest "
+                    f"lists {self.manifest.shards[shard].num_rows}; the dataset is damaged"
+                )
+            remember(self._files, shard, file, _OPEN_FILES)
+        return file
+
+    def damaged(self, shard: int, exc: BaseException) -> CorruptDatasetError:
+        return CorruptDatasetError(
+            f"shard file {self.file_path(shard)} cannot be read ({exc}); run grouparrow verify"
+        )
+
+
+class ArrowCache:
+    """The shards as memory-mapped, uncompressed Arrow IPC files under ``directory``, one
+    record batch per Parquet row group, each written the first time its shard is read."""
+
+    def __init__(self, source: ParquetShards, directory: str | os.PathLike[str]) -> None:
+        self.source = source
+        self.directory = Path(directory)
+        self.schema = source.schema
+        self._readers: OrderedDict[int, pa.ipc.RecordBatchFileReader] = OrderedDict()
+        self._starts: dict[int, list[int]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_readers": OrderedDict(), "_starts": {}}
+
+    def file_path(self, shard: int) -> Path:
+        return self.directory / f"{self.source.manifest.shards[shard].sha256}.arrow"
+
+    def starts(self, shard: int) -> list[int]:
+        self._reader(shard)
+        return self._starts[shard]
+
+    def read(self, shard: int, part: int, columns: list[str] | None = None) -> pa.RecordBatch:
+        batch = self._reader(shard).get_batch(part)
+        return batch if columns is None else batch.select(columns)
+
+    def ensure(self, shard: int) -> Path:
+        """The shard's cache file, written now if it is missing or fails its checks."""
+        self._reader(shard)
+        return self.file_path(shard)
+
+    def _reader(self, shard: int) -> pa.ipc.RecordBatchFileReader:
+        reader = self._readers.get(shard)
+        if reader is None:
+            reader = self._open(shard)
+            if reader is None:
+                self._write(shard)
+                reader = self._open(shard)
+                if reader is None:
+                    raise CorruptDatasetError(
+                        f"the Arrow cache file {self.file_path(shard)} fails its checks "
+                        "right after being written; is the cache directory shared with "
+                        "another writer? Delete the file and retry"
+                    )
+            remember(self._readers, shard, reader, _OPEN_FILES)
+        return reader
+
+    def _open(self, shard: int) -> pa.ipc.RecordBatchFileReader | None:
+        """The cache file's reader when it exists and matches the shard, else ``None``."""
+        path = self.file_path(shard)
+        info = self.source.manifest.shards[shard]
+        try:
+            reader = pa.ipc.open_file(pa.memory_map(str(path)))
+        except FileNotFoundError:
+            return None
+        except (pa.ArrowException, OSError):
+            return None  # truncated or damaged: rewrite it
+        meta = reader.schema.metadata or {}
+        if (
+            meta.get(_SOURCE) != info.sha256.encode()
+            or not reader.schema.equals(self.schema, check_metadata=False)
+            or reader.num_record_batches != int(meta.get(_PARTS, b"-1"))
+        ):
+            return None
+        starts = [0]
+        for i in range(reader.num_record_batches):
+            starts.append(starts[-1] + reader.get_batch(i).num_rows)
+        if starts[-1] != info.num_rows:
+            return None
+        self._starts[shard] = starts
+        return reader
+
+    def _write(self, shard: int) -> None:
+        source = self.source.file_path(shard)
+        expected = self.source.manifest.shards[shard].sha256
+        if sha256_file(source) != expected:
+            raise CorruptDatasetError(
+                f"shard file {source} does not match the checksum in the manifest, so it "
+                "is not cached; run grouparrow verify, and rebuild the dataset"
+            )
+        parts = len(self.source.starts(shard)) - 1
+        meta = {_SOURCE: expected.encode(), _PARTS: str(parts).encode()}
+        schema = self.schema.with_metadata({**(self.schema.metadata or {}), **meta})
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".arrow", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                for part in range(parts):
+                    batch = self.source.read(shard, part)
+                    writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+            os.replace(tmp, self.file_path(shard))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def remember(cache: OrderedDict[int, Any], key: int, value: Any, size: int) -> None:
+    """Put ``key`` in an LRU ``cache`` of at most ``size`` entries."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
