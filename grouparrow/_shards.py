@@ -2,9 +2,10 @@
 cache of them.
 
 Both readers see a shard as a list of *parts* (Parquet row groups; the IPC record batches
-written one per row group) and answer two questions: where each part starts
-(:meth:`starts`) and what its rows are (:meth:`read`, a record batch with the dataset's
-types). The reader in :mod:`grouparrow.dataset` slices groups out of those batches.
+written one per row group) and answer where each part starts (:meth:`starts`) and what its
+rows are (:meth:`read`, a record batch with the dataset's types; :meth:`scan` for parts in
+order, decoded ahead on a thread for Parquet). The reader in :mod:`grouparrow.dataset`
+slices groups out of those batches.
 
 The cache (:class:`ArrowCache`) holds one uncompressed IPC file per shard, named by the
 SHA-256 the manifest records for the shard: a rebuilt shard gets a new name, so a cache
@@ -27,6 +28,8 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,24 @@ class ParquetShards:
         fields = self.schema if columns is None else [self.schema.field(c) for c in columns]
         return _arrow.conform(batch, pa.schema(fields))
 
+    def scan(
+        self, shard: int, first: int, end: int, columns: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Row groups ``first .. end - 1`` of a shard, each decoded on a background thread
+        while the caller works on the one before (decoding releases the GIL)."""
+        if first >= end:
+            return
+        pool = ThreadPoolExecutor(1, thread_name_prefix="grouparrow-read")
+        try:
+            ahead = pool.submit(self.read, shard, first, columns)
+            for part in range(first + 1, end + 1):
+                batch = ahead.result()
+                if part < end:
+                    ahead = pool.submit(self.read, shard, part, columns)
+                yield batch
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def _file(self, shard: int) -> pq.ParquetFile:
         file = self._files.get(shard)
         if file is None:
@@ -143,6 +164,13 @@ class ArrowCache:
     def read(self, shard: int, part: int, columns: list[str] | None = None) -> pa.RecordBatch:
         batch = self._reader(shard).get_batch(part)
         return batch if columns is None else batch.select(columns)
+
+    def scan(
+        self, shard: int, first: int, end: int, columns: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Record batches ``first .. end - 1`` of a shard (memory-mapped views)."""
+        for part in range(first, end):
+            yield self.read(shard, part, columns)
 
     def ensure(self, shard: int) -> Path:
         """The shard's cache file, written now if it is missing or fails its checks."""

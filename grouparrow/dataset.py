@@ -484,8 +484,9 @@ class GroupedDataset:
         starts = self._shards.starts(shard)
         names = list(columns) if columns is not None else None
         schema = self.schema if names is None else pa.schema([self.schema.field(n) for n in names])
-        read = self._shards.read
-        part = bisect.bisect_right(starts, offsets[0]) - 1
+        rg = bisect.bisect_right(starts, offsets[0]) - 1
+        last = bisect.bisect_right(starts, offsets[-1] + max(counts[-1], 1) - 1) - 1
+        parts = self._shards.scan(shard, rg, last + 1, names)
         batch, lo, hi = _EMPTY_BATCH, 0, 0
         for gid, offset, count in zip(ids, offsets, counts, strict=True):
             if lo <= offset and offset + count <= hi:  # the common case: inside this batch
@@ -495,9 +496,9 @@ class GroupedDataset:
             total = count
             while count > 0:
                 while offset >= hi:
-                    batch = read(shard, part, names)
-                    lo, hi = starts[part], starts[part + 1]
-                    part += 1
+                    batch = next(parts)
+                    lo, hi = starts[rg], starts[rg + 1]
+                    rg += 1
                 take = min(count, hi - offset)
                 pieces.append(batch.slice(offset - lo, take))
                 offset += take
