@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -64,10 +65,17 @@ class ParquetShards:
         self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self._starts: OrderedDict[int, list[int]] = OrderedDict()
+        # A Parquet reader is not safe to use from two threads at once (a stream decoding
+        # ahead while the caller fetches a group): one read at a time.
+        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         # Open files do not cross process boundaries (DataLoader workers): reopen there.
-        return {**self.__dict__, "_files": OrderedDict(), "_starts": OrderedDict()}
+        state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        return {**state, "_files": OrderedDict(), "_starts": OrderedDict()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def file_path(self, shard: int) -> Path:
         return self.path / self.manifest.shards[shard].file
@@ -76,7 +84,8 @@ class ParquetShards:
         """The first row of each row group of a shard, then the shard's row count."""
         starts = self._starts.get(shard)
         if starts is None:
-            meta = self._file(shard).metadata
+            with self._lock:
+                meta = self._file(shard).metadata
             starts = [0]
             for i in range(meta.num_row_groups):
                 starts.append(starts[-1] + meta.row_group(i).num_rows)
@@ -86,7 +95,8 @@ class ParquetShards:
     def read(self, shard: int, part: int, columns: list[str] | None = None) -> pa.RecordBatch:
         """Row group ``part`` of a shard, decoded, as one batch with the dataset's types."""
         try:
-            table = self._file(shard).read_row_group(part, columns=columns, use_threads=False)
+            with self._lock:
+                table = self._file(shard).read_row_group(part, columns=columns, use_threads=False)
         except (pa.ArrowException, OSError) as exc:
             raise self.damaged(shard, exc) from exc
         batches = table.to_batches()

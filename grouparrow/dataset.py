@@ -37,7 +37,8 @@ from grouparrow.format import INDEX, Manifest, read_manifest
 from grouparrow.group import Group, GroupId
 from grouparrow.keys import composite_id, shard_of
 
-_OPEN_FILES = 64
+#: Groups of more Arrow bytes than this are read only when their rows are asked for.
+LARGE_GROUP_BYTES = 64 * 2**20
 _EMPTY_BATCH = pa.record_batch({})
 
 
@@ -222,15 +223,9 @@ class GroupedDataset:
         return True
 
     def __getitem__(self, group_id: GroupId) -> Group:
-        """One group by id; reads only the Parquet row groups that hold it."""
-        shard, row = self._locate(group_id)
-        part = self.shard_index(shard)
-        offset = part.column("offset")[row].as_py()
-        num_rows = part.column("num_rows")[row].as_py()
-        # The id as stored (not as asked: a NumPy integer, a list) names the group and salts
-        # its split_rows hash.
-        (gid,) = self._decode([part.column("group_id")[row].as_py()])
-        return self._group(gid, self._read_rows(shard, offset, num_rows), self.schema)
+        """One group by id; reads only the row groups that hold it (a large group: when its
+        rows are asked for, see :meth:`Group.iter_batches`)."""
+        return self.get_many([group_id])[0]
 
     def get(self, group_id: GroupId, default: Any = None) -> Group | Any:
         """The group with this id, or ``default`` when there is none."""
@@ -277,9 +272,6 @@ class GroupedDataset:
             )
         return shard, row
 
-    def _read_rows(self, shard: int, offset: int, num_rows: int) -> list[pa.RecordBatch]:
-        return self._read_spans(shard, [(offset, num_rows)])[0]
-
     def _read_spans(
         self, shard: int, spans: Sequence[tuple[int, int]]
     ) -> list[list[pa.RecordBatch]]:
@@ -319,11 +311,20 @@ class GroupedDataset:
             rows = [located[n][1] for n in members]
             offsets = part.column("offset").take(rows).to_pylist()
             counts = part.column("num_rows").take(rows).to_pylist()
+            large = (part.column("num_bytes").take(rows).to_numpy() > LARGE_GROUP_BYTES).tolist()
+            # The ids as stored (not as asked: a NumPy integer, a list) name the groups and
+            # salt their split_rows hash.
             ids = self._decode(part.column("group_id").take(rows).to_pylist())
-            spans = list(zip(offsets, counts, strict=True))
-            read = self._read_spans(shard, spans)
-            for n, gid, batches in zip(members, ids, read, strict=True):
-                out[n] = self._group(gid, batches, self.schema)
+            spans = [(o, c) for o, c, big in zip(offsets, counts, large, strict=True) if not big]
+            read = iter(self._read_spans(shard, spans))
+            for n, gid, offset, count, big in zip(
+                members, ids, offsets, counts, large, strict=True
+            ):
+                if big:
+                    group = self._lazy(gid, shard, offset, count, None, self.schema)
+                else:
+                    group = Group(gid, next(read), self.schema, count)
+                out[n] = self._row_split(group)
         return [g for g in out if g is not None]
 
     # -- cohorts ----------------------------------------------------------------------------
@@ -475,35 +476,66 @@ class GroupedDataset:
             yield group._take(kept)
 
     def _scan(self, shard: int, part: pa.Table, columns: Sequence[str] | None) -> Iterator[Group]:
-        """The groups of index rows ``part`` of a shard, read row group by row group."""
+        """The groups of index rows ``part`` of a shard, read row group by row group (a
+        large group as a lazy :class:`Group` that reads its own row groups when asked)."""
         ids = self._decode(part.column("group_id").to_pylist())
         offsets = part.column("offset").to_numpy().tolist()
         counts = part.column("num_rows").to_numpy().tolist()
+        large = set(np.flatnonzero(part.column("num_bytes").to_numpy() > LARGE_GROUP_BYTES))
         if not ids:
             return
         starts = self._shards.starts(shard)
         names = list(columns) if columns is not None else None
         schema = self.schema if names is None else pa.schema([self.schema.field(n) for n in names])
-        rg = bisect.bisect_right(starts, offsets[0]) - 1
-        last = bisect.bisect_right(starts, offsets[-1] + max(counts[-1], 1) - 1) - 1
-        parts = self._shards.scan(shard, rg, last + 1, names)
-        batch, lo, hi = _EMPTY_BATCH, 0, 0
-        for gid, offset, count in zip(ids, offsets, counts, strict=True):
+        end = bisect.bisect_right(starts, offsets[-1] + max(counts[-1], 1) - 1)
+        parts: Iterator[pa.RecordBatch] = iter(())
+        batch, lo, hi, rg = _EMPTY_BATCH, 0, 0, -1
+        for n, (gid, offset, count) in enumerate(zip(ids, offsets, counts, strict=True)):
             if lo <= offset and offset + count <= hi:  # the common case: inside this batch
                 yield Group(gid, [batch.slice(offset - lo, count)], schema, count)
+                continue
+            if n in large:
+                yield self._lazy(gid, shard, offset, count, names, schema)
+                hi = 0  # the next group starts a new scan where it lies
                 continue
             pieces = []
             total = count
             while count > 0:
                 while offset >= hi:
+                    if hi == 0 or offset >= starts[rg + 2]:  # fresh, or row groups to skip
+                        rg = bisect.bisect_right(starts, offset) - 1
+                        parts = self._shards.scan(shard, rg, end, names)
+                    else:
+                        rg += 1
                     batch = next(parts)
                     lo, hi = starts[rg], starts[rg + 1]
-                    rg += 1
                 take = min(count, hi - offset)
                 pieces.append(batch.slice(offset - lo, take))
                 offset += take
                 count -= take
             yield Group(gid, pieces, schema, total)
+
+    def _lazy(
+        self,
+        gid: GroupId,
+        shard: int,
+        offset: int,
+        count: int,
+        columns: list[str] | None,
+        schema: pa.Schema,
+    ) -> Group:
+        """A group read only when asked for, row group by row group."""
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            starts = self._shards.starts(shard)
+            first = bisect.bisect_right(starts, offset) - 1
+            end = bisect.bisect_right(starts, offset + count - 1)
+            for rg, batch in enumerate(self._shards.scan(shard, first, end, columns), first):
+                lo = max(offset, starts[rg])
+                hi = min(offset + count, starts[rg + 1])
+                yield batch.slice(lo - starts[rg], hi - lo)
+
+        return Group.lazy(gid, batches, schema, count)
 
     # -- splits -----------------------------------------------------------------------------
     def split_groups(
@@ -577,11 +609,11 @@ class GroupedDataset:
             mask &= row_mask(ids, sizes, fraction, seed) == side
         return mask
 
-    def _group(self, gid: GroupId, batches: list[pa.RecordBatch], schema: pa.Schema) -> Group:
-        group = Group(gid, batches, schema)
+    def _row_split(self, group: Group) -> Group:
+        """``group`` with the rows of this view (all but in a :meth:`split_rows` view)."""
         if not self._row_splits:
             return group
-        return group._take(self._row_selection([gid], np.array([group.num_rows])))
+        return group._take(self._row_selection([group.id], np.array([group.num_rows])))
 
     def _decode(self, ids: list[Any]) -> list[GroupId]:
         """Stored ids as users see them: composite keys' JSON text as tuples."""

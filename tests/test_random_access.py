@@ -94,3 +94,15 @@ def test_every_row_once_with_tiny_row_groups(tmp_path: Path) -> None:
     for gid in ds.group_ids()[:50]:
         keys = ds[gid].to_arrow().column("k").to_pylist()
         assert set(keys) == {gid}
+
+
+def test_random_access_while_streaming(skewed: ga.GroupedDataset) -> None:
+    """A stream decodes ahead on a thread; fetching groups meanwhile reads the same files."""
+    ds = ga.open(skewed.path)
+    ids = ds.group_ids()
+    rng = np.random.default_rng(0)
+    expected = {gid: skewed[gid].to_arrow() for gid in ids}
+    for group in ds.iter_groups(shuffle=True, seed=1):
+        other = ids[int(rng.integers(len(ids)))]
+        assert ds[other].to_arrow().equals(expected[other])
+        assert group.to_arrow().equals(expected[group.id])
