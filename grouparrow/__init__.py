@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from grouparrow import examples, partitioners
+from grouparrow import examples, lm, partitioners
 from grouparrow._hf import hf_dataset
 from grouparrow.build import build
 from grouparrow.dataset import GroupedDataset, PartitionedDataset, open
@@ -58,6 +58,7 @@ __all__ = [
     "hf_dataset",
     "key_fn",
     "key_hash",
+    "lm",
     "open",
     "partitioners",
     "shard_of",
