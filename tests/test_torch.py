@@ -29,6 +29,7 @@ from grouparrow.adapters.torch import (  # noqa: E402
     GroupIterableDataset,
     collate,
     to_torch,
+    uncollate,
 )
 
 N = 1_200
@@ -192,6 +193,23 @@ def test_dataloader_yields_every_group_once(
     assert seen == Counter({gid: 1 for gid in rows_by_group})
 
 
+def test_joined_batches_from_workers_split_back(
+    built: tuple[ga.GroupedDataset, pa.Table], rows_by_group: dict[Any, list[int]]
+) -> None:
+    ds, table = built
+    texts = table.column("text").to_pylist()
+    joined = functools.partial(collate, concat=True)
+    loader = _loader(GroupIterableDataset(ds), batch_size=8, collate_fn=joined, num_workers=2)
+    seen: Counter[Any] = Counter()
+    for batch in loader:
+        assert len(batch["group_id"]) <= 8 and batch["i"].ndim == 1
+        for item in uncollate(batch):
+            rows = rows_by_group[item["group_id"]]
+            seen[item["group_id"]] += 1
+            assert item["i"].tolist() == rows and item["text"] == [texts[i] for i in rows]
+    assert seen == Counter({gid: 1 for gid in rows_by_group})
+
+
 def test_ranks_and_workers_split_the_groups(built: tuple[ga.GroupedDataset, pa.Table]) -> None:
     ds, _ = built
     seen: Counter[Any] = Counter()
@@ -344,7 +362,13 @@ def test_collate(tmp_path: Path) -> None:
     ]
     joined = collate(items, concat=True)
     assert joined["x"].tolist() == [1.0, 2.0, 3.0] and joined["img"].shape == (3, 3, 3)
-    assert joined["id"] == ["a", "b"] and joined["s"] == ["p", "q", "r"]
+    assert joined["id"] == ("a", "b") and joined["s"] == ["p", "q", "r"]
+    assert joined["num_rows"].tolist() == [2, 1]
+    apart = uncollate(joined)
+    assert [g["id"] for g in apart] == ["a", "b"] and [g["s"] for g in apart] == [["p", "q"], ["r"]]
+    assert torch.equal(apart[0]["img"], items[0]["img"]) and apart[1]["x"].tolist() == [3.0]
+    ones = uncollate(collate([{"s": ["p"], "id": "a"}, {"s": ["q"], "id": "b"}], concat=True))
+    assert ones == [{"s": ["p"], "id": "a"}, {"s": ["q"], "id": "b"}]
     with pytest.raises(ValueError, match=r"'x' tensors have shapes \[\(1,\), \(2,\)\]"):
         collate(items)
     stacked = collate([items[0], items[0]])
