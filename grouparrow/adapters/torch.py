@@ -330,29 +330,6 @@ class GroupIterableDataset(_GroupShards):
         ...         train(client)
     """
 
-    def __init__(
-        self,
-        ds: GroupedDataset,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        epoch: int = 0,
-        columns: Sequence[str] | None = None,
-        transform: Callable[[Group], Any] | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            ds,
-            shuffle=shuffle,
-            seed=seed,
-            epoch=epoch,
-            columns=columns,
-            transform=transform,
-            rank=rank,
-            world_size=world_size,
-        )
-
     def __len__(self) -> int:
         return len(self._open(0, self.rank, self.world_size))
 
@@ -385,29 +362,7 @@ class ExampleIterableDataset(_GroupShards):
         torch.Size([32, 28, 28])
     """
 
-    def __init__(
-        self,
-        ds: GroupedDataset,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        epoch: int = 0,
-        columns: Sequence[str] | None = None,
-        transform: Callable[[dict[str, Any]], Any] | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            ds,
-            shuffle=shuffle,
-            seed=seed,
-            epoch=epoch,
-            columns=columns,
-            transform=transform,
-            rank=rank,
-            world_size=world_size,
-        )
-        self._row = self._rows = 0  # rows of the current group yielded, and in it
+    _row = _rows = 0  # rows of the current group yielded, and in it
 
     def __len__(self) -> int:
         if self.world_size != 1:
