@@ -11,7 +11,10 @@ The corpus is cached in ``bench/data/`` with a JSON sidecar holding its row coun
 in-memory Arrow size; it is regenerated only when missing. The file name carries
 ``VERSION``, raised whenever the columns change, so that an older cache is not reused.
 
-Run: ``python3 -m bench._data --rows 2000000``
+``clients()`` makes the other corpus, the one ``bench/read.py`` reads back: rows of many
+small clients (federated-learning users) in random order, see its docstring.
+
+Run: ``python3 -m bench._data --rows 2000000`` (``--clients N`` for the client corpus)
 """
 
 from __future__ import annotations
@@ -135,9 +138,10 @@ def _texts(
     n: int,
     words: tuple[np.ndarray, np.ndarray],
     word_table: np.ndarray,
+    words_per_row: tuple[int, int] = WORDS_PER_ROW,
 ) -> pa.Array:
     letters, lengths = words
-    per_row = rng.integers(WORDS_PER_ROW[0], WORDS_PER_ROW[1] + 1, n)
+    per_row = rng.integers(words_per_row[0], words_per_row[1] + 1, n)
     chosen = word_table[rng.integers(0, len(word_table), int(per_row.sum()))]
     size = lengths[chosen]
     size[np.cumsum(per_row) - 1] -= 1  # no space after a row's last word
@@ -148,13 +152,87 @@ def _texts(
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
+#: The client corpus (``clients()``): in its cache's file name, raised when it changes.
+CLIENTS_VERSION = 1
+DEFAULT_CLIENTS = 200_000
+CLIENT_MEDIAN_ROWS = 3
+CLIENT_SIGMA = 1.2  # of the log of a client's row count: a long tail (max ~700 rows at 200k)
+CLIENT_TEXT_WORDS = (15, 65)  # ~300 bytes
+CLIENT_TITLE_WORDS = (3, 10)  # ~50 bytes
+_CLIENTS_SCHEMA = pa.schema(
+    [
+        ("client", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("timestamp", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
+
+
+def clients(groups: int = DEFAULT_CLIENTS, seed: int = 0) -> Corpus:
+    """The cached client corpus of ``groups`` clients, generated first if missing.
+
+    Each client (``client`` = ``user<n>``) has ``max(1, round(X))`` rows, ``X`` lognormal
+    with median ``CLIENT_MEDIAN_ROWS`` and sigma ``CLIENT_SIGMA`` (median 3 rows, mean ~6,
+    a long tail of clients with hundreds); rows are shuffled, so a client's rows are spread
+    over the file as in a log. Columns: ``title`` (~50 bytes) and ``text`` (~300 bytes) of
+    Zipf-weighted words, an ISO-8601 ``timestamp``, a float ``score``. 200,000 clients:
+    ~1.2M rows, ~500 MB of Arrow data. The JSON sidecar also holds the group count.
+    """
+    path = DATA_DIR / f"clients-v{CLIENTS_VERSION}-{groups}-s{seed}.parquet"
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        _generate_clients(path, meta, groups, seed)
+    info = json.loads(meta.read_text())
+    return Corpus(path, info["num_rows"], info["arrow_bytes"], path.stat().st_size)
+
+
+def _generate_clients(path: Path, meta: Path, groups: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    rng = np.random.default_rng([seed, 10])
+    sizes = rng.lognormal(np.log(CLIENT_MEDIAN_ROWS), CLIENT_SIGMA, groups)
+    sizes = np.maximum(1, np.rint(sizes)).astype(np.int64)
+    owners = rng.permutation(np.repeat(np.arange(groups), sizes))
+    words = _vocabulary(np.random.default_rng([seed, 0]))
+    word_table = np.searchsorted(_zipf_cdf(VOCABULARY, 1.0), (np.arange(2**20) + 0.5) / 2**20)
+    arrow_bytes = 0
+    with pq.ParquetWriter(tmp, _CLIENTS_SCHEMA, compression="zstd") as writer:
+        for start in range(0, len(owners), _CHUNK_ROWS):
+            n = min(_CHUNK_ROWS, len(owners) - start)
+            rng = np.random.default_rng([seed, 11, start])
+            client = pc.binary_join_element_wise(
+                "user", pa.array(owners[start : start + n]).cast(pa.string()), ""
+            )
+            title = _texts(rng, n, words, word_table, CLIENT_TITLE_WORDS)
+            text = _texts(rng, n, words, word_table, CLIENT_TEXT_WORDS)
+            seconds = np.sort(rng.integers(_EPOCH, _EPOCH + _SPAN_SECONDS, n))
+            stamps = pc.strftime(pa.array(seconds, pa.timestamp("s")), "%Y-%m-%dT%H:%M:%S")
+            score = pa.array(rng.random(n))
+            table = pa.table([client, title, text, stamps, score], schema=_CLIENTS_SCHEMA)
+            arrow_bytes += table.nbytes
+            writer.write_table(table)
+    os.replace(tmp, path)
+    info = {
+        "num_rows": len(owners),
+        "arrow_bytes": arrow_bytes,
+        "num_groups": groups,
+        "median_rows": float(np.median(sizes)),
+        "max_rows": int(sizes.max()),
+        "seed": seed,
+    }
+    meta.write_text(json.dumps(info))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clients", type=int, help="make the client corpus of N clients instead")
     args = parser.parse_args()
     started = time.perf_counter()
-    made = corpus(args.rows, args.seed)
+    made = clients(args.clients, args.seed) if args.clients else corpus(args.rows, args.seed)
     print(
         f"{made.path}: {made.num_rows:,} rows, {made.arrow_bytes / 1e6:,.0f} MB Arrow, "
         f"{made.file_bytes / 1e6:,.0f} MB file ({time.perf_counter() - started:.1f} s)"
