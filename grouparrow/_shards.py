@@ -42,6 +42,8 @@ from grouparrow.errors import CorruptDatasetError
 from grouparrow.format import Manifest, sha256_file
 
 _OPEN_FILES = 64
+#: Uncompressed bytes of row groups a stream decodes at once (two such chunks are held).
+SCAN_CHUNK_BYTES = 8 * 2**20
 _SOURCE = b"grouparrow.source_sha256"
 _PARTS = b"grouparrow.parts"
 
@@ -109,20 +111,54 @@ class ParquetShards:
     def scan(
         self, shard: int, first: int, end: int, columns: list[str] | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """Row groups ``first .. end - 1`` of a shard, each decoded on a background thread
-        while the caller works on the one before (decoding releases the GIL)."""
-        if first >= end:
+        """The rows of row groups ``first .. end - 1`` of a shard, in order, as batches.
+
+        Row groups are decoded a chunk (~``SCAN_CHUNK_BYTES``) at a time, Arrow decoding the
+        columns in parallel, on a background thread while the caller works on the chunk
+        before: at most two chunks are held. (Arrow's dataset scanner is faster still, but
+        reads a whole shard ahead of a slower consumer: unbounded memory.)"""
+        chunks = self._chunks(shard, first, end)
+        if not chunks:
             return
         pool = ThreadPoolExecutor(1, thread_name_prefix="grouparrow-read")
         try:
-            ahead = pool.submit(self.read, shard, first, columns)
-            for part in range(first + 1, end + 1):
-                batch = ahead.result()
-                if part < end:
-                    ahead = pool.submit(self.read, shard, part, columns)
-                yield batch
+            ahead = pool.submit(self._read_chunk, shard, chunks[0], columns)
+            for n in range(1, len(chunks) + 1):
+                table = ahead.result()
+                if n < len(chunks):
+                    ahead = pool.submit(self._read_chunk, shard, chunks[n], columns)
+                yield from table.to_batches()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _chunks(self, shard: int, first: int, end: int) -> list[list[int]]:
+        """Row groups ``first .. end - 1`` cut into runs of about ``SCAN_CHUNK_BYTES``."""
+        with self._lock:
+            meta = self._file(shard).metadata
+        chunks: list[list[int]] = []
+        size = SCAN_CHUNK_BYTES
+        for rg in range(first, end):
+            if size >= SCAN_CHUNK_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(rg)
+            size += meta.row_group(rg).total_byte_size
+        return chunks
+
+    def _read_chunk(self, shard: int, parts: list[int], columns: list[str] | None) -> pa.Table:
+        try:
+            with self._lock:
+                table = self._file(shard).read_row_groups(parts, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise self.damaged(shard, exc) from exc
+        if not self._restore:
+            return table
+        schema = pa.schema(
+            self.schema if columns is None else [self.schema.field(c) for c in columns]
+        )
+        return pa.Table.from_batches(
+            [_arrow.conform(b, schema) for b in table.to_batches()], schema
+        )
 
     def _file(self, shard: int) -> pq.ParquetFile:
         file = self._files.get(shard)

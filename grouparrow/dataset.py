@@ -489,7 +489,7 @@ class GroupedDataset:
         schema = self.schema if names is None else pa.schema([self.schema.field(n) for n in names])
         end = bisect.bisect_right(starts, offsets[-1] + max(counts[-1], 1) - 1)
         parts: Iterator[pa.RecordBatch] = iter(())
-        batch, lo, hi, rg = _EMPTY_BATCH, 0, 0, -1
+        batch, lo, hi = _EMPTY_BATCH, 0, 0
         for n, (gid, offset, count) in enumerate(zip(ids, offsets, counts, strict=True)):
             if lo <= offset and offset + count <= hi:  # the common case: inside this batch
                 yield Group(gid, [batch.slice(offset - lo, count)], schema, count)
@@ -502,13 +502,13 @@ class GroupedDataset:
             total = count
             while count > 0:
                 while offset >= hi:
-                    if hi == 0 or offset >= starts[rg + 2]:  # fresh, or row groups to skip
-                        rg = bisect.bisect_right(starts, offset) - 1
+                    rg = bisect.bisect_right(starts, offset) - 1
+                    if hi == 0 or rg > bisect.bisect_right(starts, hi) - 1:
+                        # Fresh, or whole row groups to skip: (re)start the scan there.
                         parts = self._shards.scan(shard, rg, end, names)
-                    else:
-                        rg += 1
+                        hi = starts[rg]
                     batch = next(parts)
-                    lo, hi = starts[rg], starts[rg + 1]
+                    lo, hi = hi, hi + batch.num_rows
                 take = min(count, hi - offset)
                 pieces.append(batch.slice(offset - lo, take))
                 offset += take
@@ -530,10 +530,12 @@ class GroupedDataset:
             starts = self._shards.starts(shard)
             first = bisect.bisect_right(starts, offset) - 1
             end = bisect.bisect_right(starts, offset + count - 1)
-            for rg, batch in enumerate(self._shards.scan(shard, first, end, columns), first):
-                lo = max(offset, starts[rg])
-                hi = min(offset + count, starts[rg + 1])
-                yield batch.slice(lo - starts[rg], hi - lo)
+            position = starts[first]
+            for batch in self._shards.scan(shard, first, end, columns):
+                lo = max(offset, position)
+                hi = min(offset + count, position + batch.num_rows)
+                yield batch.slice(lo - position, hi - lo)
+                position += batch.num_rows
 
         return Group.lazy(gid, batches, schema, count)
 

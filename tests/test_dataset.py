@@ -377,7 +377,7 @@ def test_group_spanning_row_groups(tmp_path: Path) -> None:
         assert rows.column("pad").to_pylist() == [f"p{j}" * 3 for j in expected]
         streamed = {g.id: g for g in ds.iter_groups()}
         assert streamed["big"].to_arrow().column("i").to_pylist() == expected
-        assert streamed["big"].to_arrow().column("i").num_chunks >= 2
+        assert rows.column("i").num_chunks >= 2  # one chunk per row group it spans
         pieces = list(streamed["big"].iter_batches(3_000))
         assert all(b.num_rows <= 3_000 for b in pieces)
         assert [i for b in pieces for i in b.column("i").to_pylist()] == expected

@@ -39,14 +39,15 @@ def _expected(ds: ga.GroupedDataset, gid: str) -> np.ndarray:
 def test_large_group_streams_in_bounded_memory(
     built: ga.GroupedDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads: list[int] = []
-    read = _shards.ParquetShards.read
+    reads: list[list[int]] = []
+    read = _shards.ParquetShards._read_chunk
 
-    def counting(self: Any, shard: int, part: int, columns: Any = None) -> pa.RecordBatch:
-        reads.append(part)
-        return read(self, shard, part, columns)
+    def counting(self: Any, shard: int, parts: list[int], columns: Any = None) -> pa.Table:
+        reads.append(parts)
+        return read(self, shard, parts, columns)
 
-    monkeypatch.setattr(_shards.ParquetShards, "read", counting)
+    monkeypatch.setattr(_shards.ParquetShards, "_read_chunk", counting)
+    monkeypatch.setattr(_shards, "SCAN_CHUNK_BYTES", 256 * 1024)
     monkeypatch.setattr(dataset, "LARGE_GROUP_BYTES", 20_000)
     big = ga.open(built.path)["g0"]
     assert big.num_rows == _BIG
@@ -59,7 +60,8 @@ def test_large_group_streams_in_bounded_memory(
     values = np.concatenate(seen)
     assert len(values) == _BIG and np.all(np.diff(values) > 0)  # input order, all rows
     assert set(big.to_arrow().column("k").to_pylist()) == {"g0"}
-    # Row groups of ~64 KiB were decoded a few at a time, never the ~30 MB group at once.
+    # Row groups of ~64 KiB were decoded 256 KiB at a time (two such chunks held at most),
+    # never the ~30 MB group at once.
     assert peak < 4 * 2**20, peak
     assert len(reads) > 100
 
