@@ -70,7 +70,7 @@ Mode = Literal["error", "overwrite"]
 OnNull = Literal["error", "drop"]
 
 #: Uncompressed bytes per Parquet row group of the output.
-ROW_GROUP_BYTES = 2**20
+ROW_GROUP_BYTES = 8 * 2**20
 _BATCH_ROWS = 65_536
 _UNKNOWN_SIZE_SHARDS = 8
 _FLUSH_ROWS = (2_048, 131_072)
