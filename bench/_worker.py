@@ -306,12 +306,18 @@ def _peak_rss() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def main(job_file: str, result_file: str) -> None:
+def run_job(kinds: dict[str, Any], job_file: str, result_file: str) -> None:
+    """Run the job in ``job_file`` with ``kinds[job["kind"]]``; its result, with this
+    process's peak RSS, to ``result_file``."""
     job = json.loads(Path(job_file).read_text())
-    result = _KINDS[job["kind"]](job)
+    result = kinds[job["kind"]](job)
     result.setdefault("ok", True)
     result["peak_rss"] = _peak_rss()
     Path(result_file).write_text(json.dumps(result))
+
+
+def main(job_file: str, result_file: str) -> None:
+    run_job(_KINDS, job_file, result_file)
 
 
 if __name__ == "__main__":

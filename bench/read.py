@@ -30,7 +30,6 @@ Run from the repository root: ``python3 -m bench.read [--groups N] [--quick]``.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -53,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench._data import DATA_DIR, DEFAULT_CLIENTS, clients
-from bench._worker import REPO, _error_line, _peak_rss
+from bench._worker import REPO, _error_line, run_job
 
 OUT = DATA_DIR / "out"
 SHAKESPEARE = REPO.parent / "shared" / "data" / "shakespeare" / "shakespeare_lines.parquet"
@@ -105,46 +104,16 @@ def prepare(name: str, source: Path, key: str, rebuild: bool) -> Subject:
     return Subject(name, source, key, output, OUT / f"read-{name}-cache")
 
 
-def cache_api() -> str | None:
-    """Why the Arrow cache cannot be measured, or ``None`` when it can."""
+def make_cache(subject: Subject) -> tuple[float, dict[int, str]]:
+    """Seconds to convert every shard to the cache (from scratch), and each shard's file."""
     import grouparrow as ga
 
-    if "cache_dir" not in inspect.signature(ga.open).parameters:
-        return "ga.open(path, cache_dir=...) not available"
-    if not hasattr(ga.GroupedDataset, "cache"):
-        return "GroupedDataset.cache() not available"
-    return None
-
-
-def make_cache(subject: Subject) -> tuple[float | None, str | None]:
-    """Seconds to convert every shard to the cache (from scratch), or why it failed."""
-    import grouparrow as ga
-
-    if reason := cache_api():
-        return None, reason
     shutil.rmtree(subject.cache_dir, ignore_errors=True)
     started = time.perf_counter()
-    try:
-        ga.open(subject.output).cache(cache_dir=subject.cache_dir)
-    except Exception as exc:  # the API is new: report, do not stop the run
-        return None, f"ds.cache() failed: {_error_line(repr(exc))}"
-    return time.perf_counter() - started, None
-
-
-def cache_files(subject: Subject) -> dict[int, str] | None:
-    """Each shard's cache file (named by the shard's SHA-256, else by its file's stem)."""
-    import grouparrow as ga
-
-    manifest = ga.open(subject.output).manifest
-    found = sorted(p for p in subject.cache_dir.rglob("*.arrow") if not p.name.startswith("."))
-    out = {}
-    for shard, info in enumerate(manifest.shards):
-        stems = {info.sha256, Path(info.file).name.split(".")[0]}
-        match = [p for p in found if p.name.split(".")[0] in stems]
-        if len(match) != 1:
-            return None
-        out[shard] = str(match[0])
-    return out
+    ga.open(subject.output).cache(cache_dir=subject.cache_dir)
+    seconds = time.perf_counter() - started
+    shards = ga.open(subject.output).manifest.shards
+    return seconds, {n: str(subject.cache_dir / f"{s.sha256}.arrow") for n, s in enumerate(shards)}
 
 
 def warm_page_cache(paths: Iterable[Path]) -> int:
@@ -465,11 +434,7 @@ _KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def worker(job_file: str, result_file: str) -> None:
-    job = json.loads(Path(job_file).read_text())
-    result = _KINDS[job["kind"]](job)
-    result.setdefault("ok", True)
-    result["peak_rss"] = _peak_rss()
-    Path(result_file).write_text(json.dumps(result))
+    run_job(_KINDS, job_file, result_file)
 
 
 def launch(job: dict[str, Any]) -> dict[str, Any]:
@@ -601,10 +566,7 @@ def measure(subject: Subject, args: argparse.Namespace, table: Table) -> None:
     shard_files = [str(subject.output / s.file) for s in ds.manifest.shards]
     groups = ds.num_groups
     sizes = ds.index.column("num_rows").to_numpy()
-    cache_seconds, cache_error = make_cache(subject)
-    files = cache_files(subject) if cache_error is None else None
-    if cache_error is None and files is None:
-        cache_error = f"no cache file per shard found under {subject.cache_dir}"
+    cache_seconds, files = make_cache(subject)
     warmed = warm_page_cache([subject.output, subject.source, subject.cache_dir])
     table.section(
         subject.name,
@@ -649,42 +611,38 @@ def measure(subject: Subject, args: argparse.Namespace, table: Table) -> None:
         )
 
     # Full stream, Arrow cache, against memory-mapped IPC.
-    if cache_error:
-        table.row("stream, Arrow cache: skipped", None, None, "")
-        table.note(f"skipped: not available ({cache_error})")
-    else:
-        job = {**cached, "files": {str(k): v for k, v in files.items()}}
-        raw_ipc, sliced, cstream = alternate(
-            [
-                {**job, "kind": "raw_ipc", "slices": False},
-                {**job, "kind": "raw_ipc", "slices": True},
-                {**cached, "kind": "stream", "touch": "none"},
-            ],
-            args.repeat,
+    job = {**cached, "files": {str(k): v for k, v in files.items()}}
+    raw_ipc, sliced, cstream = alternate(
+        [
+            {**job, "kind": "raw_ipc", "slices": False},
+            {**job, "kind": "raw_ipc", "slices": True},
+            {**cached, "kind": "stream", "touch": "none"},
+        ],
+        args.repeat,
+    )
+    if not _failed(table, "stream, Arrow cache", raw_ipc, sliced, cstream):
+        gps = cstream["groups"] / cstream["seconds"]
+        table.row(
+            "stream, cache: groups/s (vs mmap batches)",
+            gps,
+            groups / raw_ipc["seconds"],
+            ",.0f",
+            target=f">= {TARGET_CACHE_GPS:,}",
+            met=gps >= TARGET_CACHE_GPS,
+            rss=(cstream, raw_ipc),
         )
-        if not _failed(table, "stream, Arrow cache", raw_ipc, sliced, cstream):
-            gps = cstream["groups"] / cstream["seconds"]
-            table.row(
-                "stream, cache: groups/s (vs mmap batches)",
-                gps,
-                groups / raw_ipc["seconds"],
-                ",.0f",
-                target=f">= {TARGET_CACHE_GPS:,}",
-                met=gps >= TARGET_CACHE_GPS,
-                rss=(cstream, raw_ipc),
-            )
-            table.row(
-                "stream, cache: groups/s (vs mmap + slicing)",
-                gps,
-                sliced["groups"] / sliced["seconds"],
-                ",.0f",
-                rss=(cstream, sliced),
-            )
-            table.note(
-                f"cache built in {cache_seconds:.1f} s ({raw_ipc['bytes'] / MB:,.0f} MB); "
-                f"stream {raw_ipc['bytes'] / cstream['seconds'] / MB:,.0f} MB/s; seconds per "
-                f"pass {_spread(cstream)} vs slicing {_spread(sliced)}"
-            )
+        table.row(
+            "stream, cache: groups/s (vs mmap + slicing)",
+            gps,
+            sliced["groups"] / sliced["seconds"],
+            ",.0f",
+            rss=(cstream, sliced),
+        )
+        table.note(
+            f"cache built in {cache_seconds:.1f} s ({raw_ipc['bytes'] / MB:,.0f} MB); "
+            f"stream {raw_ipc['bytes'] / cstream['seconds'] / MB:,.0f} MB/s; seconds per "
+            f"pass {_spread(cstream)} vs slicing {_spread(sliced)}"
+        )
 
     # Random fetches: grouparrow (Parquet, cache) and the HF baseline.
     ids, warm = fetch_ids(subject)
@@ -711,28 +669,24 @@ def measure(subject: Subject, args: argparse.Namespace, table: Table) -> None:
             f"{np.median(fetch['rows']):.0f} rows; first fetch in the process "
             f"{fetch['first'] * 1e3:.0f} ms (index + id lookup)"
         )
-    if cache_error:
-        table.row("random fetch, Arrow cache: skipped", None, None, "")
-        table.note(f"skipped: not available ({cache_error})")
-    else:
-        job = {**cached, "kind": "fetch", "ids": ids, "warm": warm}
-        cfetch = launch({**job, "cache_files": {str(k): v for k, v in files.items()}})
-        if not _failed(table, "random fetch, Arrow cache", cfetch, hf):
-            fetch_rows(table, "cache", cfetch, hf, TARGET_CACHE_P50_MS)
-            touched = np.array(cfetch["touched"]) / 1e3
-            own = np.array(cfetch["group_bytes"]) / 1e3
-            table.row(
-                "random fetch, cache: KB batches touched p50",
-                float(np.median(touched)),
-                None,
-                ",.1f",
-            )
-            table.note(
-                f"memory-mapped: rchar sees none of it (median rchar "
-                f"{np.median(cfetch['rchar']) / 1e3:.1f} KB); KB of the record batches "
-                f"overlapping the group, mean {touched.mean():,.1f}; the group's own rows: "
-                f"p50 {np.median(own):,.1f} KB, mean {own.mean():,.1f} KB (index num_bytes)"
-            )
+    job = {**cached, "kind": "fetch", "ids": ids, "warm": warm}
+    cfetch = launch({**job, "cache_files": {str(k): v for k, v in files.items()}})
+    if not _failed(table, "random fetch, Arrow cache", cfetch, hf):
+        fetch_rows(table, "cache", cfetch, hf, TARGET_CACHE_P50_MS)
+        touched = np.array(cfetch["touched"]) / 1e3
+        own = np.array(cfetch["group_bytes"]) / 1e3
+        table.row(
+            "random fetch, cache: KB batches touched p50",
+            float(np.median(touched)),
+            None,
+            ",.1f",
+        )
+        table.note(
+            f"memory-mapped: rchar sees none of it (median rchar "
+            f"{np.median(cfetch['rchar']) / 1e3:.1f} KB); KB of the record batches "
+            f"overlapping the group, mean {touched.mean():,.1f}; the group's own rows: "
+            f"p50 {np.median(own):,.1f} KB, mean {own.mean():,.1f} KB (index num_bytes)"
+        )
 
     # DataLoader over groups, against the same DataLoader moving precomputed items.
     for workers, batch in ((0, None), (2, None), (2, TORCH_BATCH)):
