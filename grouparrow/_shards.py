@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,24 @@ from grouparrow.errors import CorruptDatasetError
 from grouparrow.format import Manifest, sha256_file
 
 _OPEN_FILES = 64
-#: Uncompressed bytes of row groups a stream decodes at once (two such chunks are held).
+#: Uncompressed bytes of row groups a stream decodes as one chunk (see SCAN_AHEAD).
 SCAN_CHUNK_BYTES = 8 * 2**20
+#: Chunks a stream decodes at once, ahead of the one being consumed (so up to 4 x 8 MiB held).
+SCAN_AHEAD = 3
 _SOURCE = b"grouparrow.source_sha256"
 _PARTS = b"grouparrow.parts"
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _read_pool() -> ThreadPoolExecutor:
+    """The threads streams decode on, shared (starting threads costs ~1 ms a scan); a
+    process forked from this one (DataLoader workers) starts its own."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(SCAN_AHEAD, thread_name_prefix="grouparrow-read"))
+    return _POOL[1]
 
 
 def default_cache_dir() -> Path:
@@ -67,8 +81,8 @@ class ParquetShards:
         self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self._starts: OrderedDict[int, list[int]] = OrderedDict()
-        # A Parquet reader is not safe to use from two threads at once (a stream decoding
-        # ahead while the caller fetches a group): one read at a time.
+        # A Parquet reader is not safe to use from two threads at once (fetches from several
+        # threads): one read at a time. Streams read through readers of their own.
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -86,8 +100,7 @@ class ParquetShards:
         """The first row of each row group of a shard, then the shard's row count."""
         starts = self._starts.get(shard)
         if starts is None:
-            with self._lock:
-                meta = self._file(shard).metadata
+            meta = self._metadata(shard)
             starts = [0]
             for i in range(meta.num_row_groups):
                 starts.append(starts[-1] + meta.row_group(i).num_rows)
@@ -96,45 +109,52 @@ class ParquetShards:
 
     def read(self, shard: int, part: int, columns: list[str] | None = None) -> pa.RecordBatch:
         """Row group ``part`` of a shard, decoded, as one batch with the dataset's types."""
-        try:
+
+        def read() -> pa.Table:
             with self._lock:
-                table = self._file(shard).read_row_group(part, columns=columns, use_threads=False)
-        except (pa.ArrowException, OSError) as exc:
-            raise self.damaged(shard, exc) from exc
+                return self._file(shard).read_row_group(part, columns=columns, use_threads=False)
+
+        table = self._restored(shard, read)
         batches = table.to_batches()
-        batch = batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
-        if not self._restore:
-            return batch
-        fields = self.schema if columns is None else [self.schema.field(c) for c in columns]
-        return _arrow.conform(batch, pa.schema(fields))
+        return batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
 
     def scan(
         self, shard: int, first: int, end: int, columns: list[str] | None = None
     ) -> Iterator[pa.RecordBatch]:
         """The rows of row groups ``first .. end - 1`` of a shard, in order, as batches.
 
-        Row groups are decoded a chunk (~``SCAN_CHUNK_BYTES``) at a time, Arrow decoding the
-        columns in parallel, on a background thread while the caller works on the chunk
-        before: at most two chunks are held. (Arrow's dataset scanner is faster still, but
-        reads a whole shard ahead of a slower consumer: unbounded memory.)"""
+        Row groups are decoded a chunk (~``SCAN_CHUNK_BYTES``) at a time on background
+        threads, ``SCAN_AHEAD`` chunks at once (each thread with a reader of its own), while
+        the caller works on the chunk before: at most ``SCAN_AHEAD + 1`` chunks are held.
+        (Arrow's dataset scanner reads a whole shard ahead of a slower consumer: unbounded
+        memory.)"""
         chunks = self._chunks(shard, first, end)
         if not chunks:
             return
-        pool = ThreadPoolExecutor(1, thread_name_prefix="grouparrow-read")
+        path, meta = self.file_path(shard), self._metadata(shard)
+        readers = threading.local()
+
+        def read(parts: list[int]) -> pa.Table:
+            file = getattr(readers, "file", None)
+            if file is None:
+                file = readers.file = pq.ParquetFile(path, metadata=meta)
+            return self._restored(shard, lambda: file.read_row_groups(parts, columns=columns))
+
+        pool = _read_pool()
+        ahead = deque(pool.submit(read, c) for c in chunks[:SCAN_AHEAD])
         try:
-            ahead = pool.submit(self._read_chunk, shard, chunks[0], columns)
-            for n in range(1, len(chunks) + 1):
-                table = ahead.result()
-                if n < len(chunks):
-                    ahead = pool.submit(self._read_chunk, shard, chunks[n], columns)
+            for chunk in chunks[SCAN_AHEAD:] + [None] * len(ahead):
+                table = ahead.popleft().result()
+                if chunk is not None:
+                    ahead.append(pool.submit(read, chunk))
                 yield from table.to_batches()
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in ahead:  # a stream left early: drop what it asked for
+                future.cancel()
 
     def _chunks(self, shard: int, first: int, end: int) -> list[list[int]]:
         """Row groups ``first .. end - 1`` cut into runs of about ``SCAN_CHUNK_BYTES``."""
-        with self._lock:
-            meta = self._file(shard).metadata
+        meta = self._metadata(shard)
         chunks: list[list[int]] = []
         size = SCAN_CHUNK_BYTES
         for rg in range(first, end):
@@ -145,20 +165,22 @@ class ParquetShards:
             size += meta.row_group(rg).total_byte_size
         return chunks
 
-    def _read_chunk(self, shard: int, parts: list[int], columns: list[str] | None) -> pa.Table:
+    def _restored(self, shard: int, read: Callable[[], pa.Table]) -> pa.Table:
+        """``read()``'s table with the dataset's types; a damaged file's error named."""
         try:
-            with self._lock:
-                table = self._file(shard).read_row_groups(parts, columns=columns)
+            table = read()
         except (pa.ArrowException, OSError) as exc:
             raise self.damaged(shard, exc) from exc
         if not self._restore:
             return table
-        schema = pa.schema(
-            self.schema if columns is None else [self.schema.field(c) for c in columns]
-        )
+        schema = pa.schema([self.schema.field(name) for name in table.schema.names])
         return pa.Table.from_batches(
             [_arrow.conform(b, schema) for b in table.to_batches()], schema
         )
+
+    def _metadata(self, shard: int) -> pq.FileMetaData:
+        with self._lock:
+            return self._file(shard).metadata
 
     def _file(self, shard: int) -> pq.ParquetFile:
         file = self._files.get(shard)
