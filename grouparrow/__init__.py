@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 from grouparrow import examples, lm, partitioners
 from grouparrow._hf import hf_dataset
 from grouparrow.build import build
+from grouparrow.counts import group_counts
 from grouparrow.dataset import GroupedDataset, PartitionedDataset, open
 from grouparrow.errors import (
     CorruptDatasetError,
@@ -26,12 +27,14 @@ from grouparrow.errors import (
     LabelError,
     NullKeyError,
     OutputExistsError,
+    QueryError,
     RowKeyError,
     SourceError,
     TensorShapeError,
 )
 from grouparrow.group import Group
 from grouparrow.keys import batch_key_fn, key_fn, key_hash, shard_of, sql
+from grouparrow.statistics import stats
 from grouparrow.verify import VerifyReport, verify
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "NullKeyError",
     "OutputExistsError",
     "PartitionedDataset",
+    "QueryError",
     "RowKeyError",
     "SourceError",
     "TensorShapeError",
@@ -55,6 +59,7 @@ __all__ = [
     "batch_key_fn",
     "build",
     "examples",
+    "group_counts",
     "hf_dataset",
     "key_fn",
     "key_hash",
@@ -63,5 +68,6 @@ __all__ = [
     "partitioners",
     "shard_of",
     "sql",
+    "stats",
     "verify",
 ]

@@ -53,6 +53,7 @@ from grouparrow.errors import (
 )
 from grouparrow.format import (
     INDEX,
+    LABEL_COUNTS,
     MANIFEST,
     Manifest,
     ShardInfo,
@@ -62,6 +63,7 @@ from grouparrow.format import (
 )
 from grouparrow.keys import Key, KeySpec, PreparedKey, resolve
 from grouparrow.sources import Source, open_source
+from grouparrow.statistics import check_label_column, count_labels, with_label_counts
 
 if TYPE_CHECKING:
     from grouparrow.dataset import GroupedDataset
@@ -103,6 +105,7 @@ def build(
     split: str | None = None,
     unify_schemas: bool = False,
     tensor_shapes: Mapping[str, Sequence[int]] | None = None,
+    label_column: str | None = None,
 ) -> GroupedDataset:
     """Group ``source`` by ``key`` into a group-clustered Parquet dataset at ``output``.
 
@@ -156,6 +159,9 @@ def build(
             their numbers, so that ``group.to_numpy("pixels")`` is an ``(n, 28, 28)`` array
             with no copy. A :class:`~grouparrow.TensorShapeError` names a column whose
             values per row are not the shape's product, or that is not fixed-width.
+        label_column: a column (integers, strings, booleans or dates) to count per group
+            into the index (``label_counts``), for ``ds.label_counts()``, the label
+            heterogeneity in ``ds.stats()`` and ``ds.summary()``, and label plots.
 
     Returns:
         The built dataset, opened.
@@ -185,32 +191,37 @@ def build(
     try:
         spill = Path(temp_directory) if temp_directory is not None else tmp / "_spill"
         con = _connect(options, spill)
-        stream.register(con)
-        if isinstance(key, PreparedKey):
-            key = _prepare(con, key, stream, tmp / "_spool")
-        resolved = resolve(key, stream.schema, stream.first, con)
-        plan = _Plan.make(
-            stream, resolved, key_column, on_null, text_columns, seed, shards, tensor_shapes
+        plan = _keyed(
+            con,
+            stream,
+            key,
+            tmp / "_spool",
+            reporter,
+            key_column=key_column,
+            on_null=on_null,
+            text_columns=text_columns,
+            seed=seed,
+            num_shards=shards,
+            tensor_shapes=tensor_shapes,
+            label_column=label_column,
         )
-        resolved.set_row_label(src.row_label)
-        if src.sql is not None:
-            con.execute("SET enable_progress_bar = true")
-            con.execute("SET enable_progress_bar_print = false")
-            reporter.watch(con.query_progress, src.num_rows)
         _tune_partitioning(con, stream.first, shards, options.memory_limit)
         shard_infos, num_bytes = _run(con, plan, tmp, stream, options, reporter)
         reporter.close()
         manifest = Manifest(
             schema=plan.schema,
             key_column=key_column,
-            key=resolved.describe(),
+            key=plan.key.describe(),
             seed=seed,
             num_groups=sum(s.num_groups for s in shard_infos),
             num_rows=sum(s.num_rows for s in shard_infos),
             num_bytes=num_bytes,
             shards=tuple(shard_infos),
             source=src.description,
-            stats={"num_words": {"columns": plan.text_columns, "split": "bytes <= 0x20"}},
+            stats={
+                "num_words": {"columns": plan.text_columns, "split": "bytes <= 0x20"},
+                **({LABEL_COUNTS: {"column": label_column}} if label_column else {}),
+            },
             build={
                 "rows_read": stream.rows,
                 "rows_dropped_null_key": stream.rows - sum(s.num_rows for s in shard_infos),
@@ -235,6 +246,29 @@ def build(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return open_dataset(out)
+
+
+def _keyed(
+    con: duckdb.DuckDBPyConnection,
+    stream: _Stream,
+    key: KeySpec,
+    spool: Path,
+    reporter: Progress,
+    **plan: Any,
+) -> _Plan:
+    """Register the source with ``con``, resolve the key (running a prepared key's query,
+    with a one-shot stream spooled under ``spool``) and plan the keyed rows' SQL."""
+    stream.register(con)
+    if isinstance(key, PreparedKey):
+        key = _prepare(con, key, stream, spool)
+    resolved = resolve(key, stream.schema, stream.first, con)
+    made = _Plan.make(stream, resolved, **plan)
+    resolved.set_row_label(stream.source.row_label)
+    if stream.source.sql is not None:
+        con.execute("SET enable_progress_bar = true")
+        con.execute("SET enable_progress_bar_print = false")
+        reporter.watch(con.query_progress, stream.source.num_rows)
+    return made
 
 
 class _Options:
@@ -444,6 +478,8 @@ class _Plan:
     num_shards: int
     seed: int
     text_columns: list[str]
+    label_column: str | None
+    label_type: pa.DataType | None
     params: dict[str, Any]
 
     @classmethod
@@ -457,6 +493,7 @@ class _Plan:
         seed: int,
         num_shards: int,
         tensor_shapes: Mapping[str, Sequence[int]] | None = None,
+        label_column: str | None = None,
     ) -> _Plan:
         source_schema = stream.source_schema
         names = source_schema.names
@@ -524,6 +561,8 @@ class _Plan:
             num_shards=num_shards,
             seed=seed,
             text_columns=words,
+            label_column=label_column,
+            label_type=None if label_column is None else check_label_column(schema, label_column),
             params={"seed": seed, "num_shards": num_shards},
         )
 
@@ -542,7 +581,9 @@ def _run(
         map_dir = tmp / "_map"
         statement = _sql.render("partition", keyed=plan.keyed_sql, path=_sql.literal(str(map_dir)))
         _execute(con, plan, stream, statement)
-    index_writer = pq.ParquetWriter(tmp / INDEX, index_schema(plan.schema.field(0).type))
+    index_writer = pq.ParquetWriter(
+        tmp / INDEX, index_schema(plan.schema.field(0).type, plan.label_type)
+    )
     infos: list[ShardInfo] = []
     total_bytes = 0
     try:
@@ -561,6 +602,13 @@ def _run(
             info, index = _cluster_shard(
                 con, plan, stream, rows_sql, tmp / name, name, shard, options
             )
+            if plan.label_column is not None:
+                assert plan.label_type is not None
+                progress.set_phase(f"counting labels of shard {shard + 1}/{plan.num_shards}")
+                labels = count_labels(
+                    con, tmp / name, plan.key_column, plan.label_column, plan.label_type
+                )
+                index = with_label_counts(index, labels, f"shard {shard}")
             index_writer.write_table(index, row_group_size=max(index.num_rows, 1))
             infos.append(info)
             total_bytes += info.num_bytes

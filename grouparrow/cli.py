@@ -4,6 +4,10 @@
     grouparrow build SOURCE... --partitioner 'label_dirichlet("label", 100, alpha=0.5)' -o DIR
     grouparrow info [DIR] [--json]
     grouparrow verify DIR [--no-checksums] [--json]
+    grouparrow stats DIR [--label COLUMN] [--json]
+    grouparrow sql DIR "QUERY" [--format table|csv|json]
+    grouparrow plot DIR --kind sizes|labels --output FILE
+    grouparrow counts SOURCE... --key EXPR [--label COLUMN] [--output FILE]
     grouparrow demo [--output DIR]
 
 Example:
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grouparrow as ga
+from grouparrow._cli_stats import add_commands
 from grouparrow.errors import GroupArrowError
 
 
@@ -101,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
         help="store a fixed-width column as a fixed_shape_tensor, e.g. --tensor pixels=28x28 "
         "(repeatable)",
     )
+    build.add_argument(
+        "--label-column",
+        metavar="COLUMN",
+        help="count this column per group into the index (label statistics and plots)",
+    )
     build.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.set_defaults(run=_build)
@@ -141,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the dataset (replaced if it exists)",
     )
     demo.set_defaults(run=_demo)
+    add_commands(commands)
     return parser
 
 
@@ -168,6 +179,7 @@ def _build(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         unify_schemas=args.unify_schemas,
         tensor_shapes=_tensor_shapes(args.tensor),
+        label_column=args.label_column,
     )
     summary = _summary(ds)
     print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))

@@ -22,13 +22,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grouparrow import _arrow
+from grouparrow import query as _query
+from grouparrow import statistics as _stats
 from grouparrow._shards import ArrowCache, ParquetShards, default_cache_dir, remember
 from grouparrow._splits import check_fraction, group_mask, row_mask
 from grouparrow._streams import GroupStream, Segment
@@ -36,6 +38,10 @@ from grouparrow.errors import CorruptDatasetError, GroupNotFoundError
 from grouparrow.format import INDEX, Manifest, read_manifest
 from grouparrow.group import Group, GroupId
 from grouparrow.keys import composite_id, shard_of
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
 
 #: Groups of more Arrow bytes than this are read only when their rows are asked for.
 LARGE_GROUP_BYTES = 64 * 2**20
@@ -67,6 +73,7 @@ class GroupedDataset:
         self._row_splits: tuple[tuple[float, int, bool], ...] = ()
         self._selected: dict[int, np.ndarray] = {}
         self._cohort_table: pa.Table | None = None
+        self._queries = _query.Connections()
 
     def __repr__(self) -> str:
         splits = [f"split_groups{s}" for s in self._group_splits]
@@ -209,10 +216,79 @@ class GroupedDataset:
                 first = position if first is None else first
             position += n
         try:
-            table = index.read_row_groups(row_groups)
+            table = index.read_row_groups(row_groups, columns=list(self._INDEX_COLUMNS))
         except (pa.ArrowException, OSError) as exc:
             raise CorruptDatasetError(f"{self.path / INDEX} cannot be read: {exc}") from exc
         return table.slice(start - (first or 0), end - start)
+
+    #: What streams and lookups read of the index (not the statistics).
+    _INDEX_COLUMNS = ("group_id", "shard", "offset", "num_rows", "num_bytes")
+
+    # -- statistics and SQL -----------------------------------------------------------------
+    def stats(self) -> pl.DataFrame:
+        """One row per group as a Polars frame: ``group_id, shard, offset, num_rows,
+        num_bytes, num_words``, and with label counts ``label_counts`` and the label
+        heterogeneity ``num_labels, label_entropy`` (bits), ``label_js_distance,
+        label_hellinger`` (against the whole dataset's label distribution, in [0, 1]).
+        Read from the index: no shard is opened.
+
+        Example:
+            >>> ds.stats().sort("num_rows", descending=True).head(3)   # doctest: +SKIP
+        """
+        return _stats.group_stats(self)
+
+    def summary(self) -> pl.DataFrame:
+        """The dataset table: per measure (examples, words, bytes per group; with labels,
+        labels per group and the heterogeneity metrics) the groups, total, min, median,
+        mean, p90, p99, max and the Gini coefficient over groups.
+
+        Example:
+            >>> print(ds.summary())                                    # doctest: +SKIP
+        """
+        return _stats.summary(self)
+
+    def label_counts(self) -> pl.DataFrame:
+        """Per-group label counts in long form, ``(group_id, label, count)``: one row per
+        group and label that occurs in it (a :class:`GroupArrowError` if none were
+        counted: build with ``label_column=`` or call :meth:`compute_stats`).
+
+        Example:
+            >>> ds.label_counts().filter(pl.col("group_id") == "f0001_41")   # doctest: +SKIP
+        """
+        return _stats.label_counts(self)
+
+    def compute_stats(self, *, label_column: str) -> GroupedDataset:
+        """Count ``label_column`` per group (DuckDB, reading that column and the key) and
+        store the counts in the index, atomically; returns the dataset reopened.
+
+        Example:
+            >>> ds = ds.compute_stats(label_column="label")            # doctest: +SKIP
+        """
+        return _stats.compute_stats(self, label_column)
+
+    def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
+        """Run DuckDB SQL over the views ``examples`` (every row), ``groups`` (the index:
+        one row per group) and, with label counts, ``labels`` (``group_id, label,
+        count``), with grouparrow's macros (``ga_size_quantiles``, ``ga_gini``,
+        ``ga_label_entropy``, ``ga_label_skew``, ...). Values go in ``params`` (``$name``
+        or ``?`` placeholders), never into the text. Returns a DuckDB relation: ``.pl()``,
+        ``.arrow()``, ``.df()``, ``.fetchall()``. A query DuckDB cannot parse or bind
+        raises :class:`~grouparrow.QueryError` showing it.
+
+        Example:
+            >>> ds.sql("SELECT group_id FROM groups WHERE num_rows > $n", {"n": 100}).pl()
+            ...                                                        # doctest: +SKIP
+        """
+        return _query.run(self._queries.get(self), query, params)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with the views and macros of :meth:`sql`, yours to keep.
+
+        Example:
+            >>> con = ds.connect()                                      # doctest: +SKIP
+            >>> con.sql("SELECT count(*) FROM examples").fetchone()     # doctest: +SKIP
+        """
+        return _query.connect(self)
 
     # -- random access ----------------------------------------------------------------------
     def __contains__(self, group_id: object) -> bool:
@@ -581,6 +657,7 @@ class GroupedDataset:
         rows: tuple[float, int, bool] | None = None,
     ) -> GroupedDataset:
         view = copy.copy(self)
+        view._queries = _query.Connections()
         if groups is not None:
             view._group_splits = (*self._group_splits, groups)
             view._selected = {}

@@ -58,3 +58,7 @@ class GroupNotFoundError(KeyError, GroupArrowError):
 
     def __str__(self) -> str:  # KeyError's str() is the repr of its argument; keep the text.
         return str(self.args[0]) if self.args else ""
+
+
+class QueryError(ValueError, GroupArrowError):
+    """A SQL query over a grouped dataset (``ds.sql``) failed to parse, bind or run."""

@@ -50,9 +50,31 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def index_schema(key_type: pa.DataType) -> pa.Schema:
-    """The schema of ``index.parquet`` for keys of ``key_type``."""
-    return pa.schema([pa.field("group_id", key_type, nullable=False), *INDEX_FIELDS])
+#: The optional index column of per-group label counts (``label_column=``).
+LABEL_COUNTS = "label_counts"
+
+
+def label_counts_type(label_type: pa.DataType) -> pa.DataType:
+    """``list<struct<label, count: int64>>``: a group's labels that occur, sorted, with
+    their row counts (a null label sorts last)."""
+    if pa.types.is_dictionary(label_type):
+        label_type = label_type.value_type
+    return pa.list_(
+        pa.field(
+            "element",  # the name Parquet gives list items: the type round-trips as is
+            pa.struct([pa.field("label", label_type), pa.field("count", pa.int64(), False)]),
+            nullable=False,
+        )
+    )
+
+
+def index_schema(key_type: pa.DataType, label_type: pa.DataType | None = None) -> pa.Schema:
+    """The schema of ``index.parquet`` for keys of ``key_type`` (and, with per-group label
+    counts, labels of ``label_type``)."""
+    fields = [pa.field("group_id", key_type, nullable=False), *INDEX_FIELDS]
+    if label_type is not None:
+        fields.append(pa.field(LABEL_COUNTS, label_counts_type(label_type), nullable=False))
+    return pa.schema(fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +110,17 @@ class Manifest:
     @property
     def num_shards(self) -> int:
         return len(self.shards)
+
+    @property
+    def label_column(self) -> str | None:
+        """The column whose per-group counts the index holds (``label_counts``), if any."""
+        entry = self.stats.get(LABEL_COUNTS)
+        return entry["column"] if entry else None
+
+    @property
+    def label_type(self) -> pa.DataType | None:
+        column = self.label_column
+        return None if column is None else self.schema.field(column).type
 
     @property
     def key_type(self) -> pa.DataType:

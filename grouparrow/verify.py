@@ -19,7 +19,14 @@ import pyarrow.parquet as pq
 
 from grouparrow._arrow import parquet_schema, run_starts
 from grouparrow.errors import FormatError
-from grouparrow.format import INDEX, Manifest, index_schema, read_manifest, sha256_file
+from grouparrow.format import (
+    INDEX,
+    LABEL_COUNTS,
+    Manifest,
+    index_schema,
+    read_manifest,
+    sha256_file,
+)
 
 
 @dataclass(slots=True)
@@ -81,7 +88,7 @@ def _read_index(root: Path, manifest: Manifest, report: VerifyReport) -> pa.Tabl
     except (pa.ArrowException, OSError) as exc:
         report.problems.append(f"{path}: cannot be read ({exc})")
         return None
-    expected = index_schema(manifest.key_type)
+    expected = index_schema(manifest.key_type, manifest.label_type)
     if not index.schema.equals(expected, check_metadata=False):
         report.problems.append(f"{path}: schema {index.schema} differs from {expected}")
         return None
@@ -103,8 +110,26 @@ def _read_index(root: Path, manifest: Manifest, report: VerifyReport) -> pa.Tabl
         report.problems.append(
             f"{root}/grouparrow.json: shard row counts do not add up to num_rows"
         )
+    if LABEL_COUNTS in index.column_names:
+        _check_label_counts(path, index, report)
     report.checked_groups = index.num_rows
     return index
+
+
+def _check_label_counts(path: Path, index: pa.Table, report: VerifyReport) -> None:
+    """Each group's label counts add up to its rows."""
+    lists = index.column(LABEL_COUNTS).combine_chunks()
+    counts = pc.struct_field(pc.list_flatten(lists), "count").to_numpy()
+    parents = pc.list_parent_indices(lists).to_numpy()
+    sums = np.bincount(parents, weights=counts, minlength=len(lists)).astype(np.int64)
+    bad = np.flatnonzero(sums != index.column("num_rows").to_numpy())
+    if len(bad):
+        i = int(bad[0])
+        report.problems.append(
+            f"{path}: the label counts of group {index.column('group_id')[i].as_py()!r} add "
+            f"up to {sums[i]} rows, but it has {index.column('num_rows')[i].as_py()} "
+            f"({len(bad)} such groups); recount with ds.compute_stats(label_column=...)"
+        )
 
 
 def _check_shard(

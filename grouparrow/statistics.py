@@ -1,0 +1,260 @@
+"""Group statistics: the per-group table and the dataset summary as Polars frames, per-group
+label counts (counted by DuckDB from the shard files, at build time or later) and the label
+heterogeneity of each group against the whole dataset.
+
+The index holds each group's ``num_rows``, ``num_bytes`` and ``num_words``, and with a
+label column its ``label_counts`` (``list<struct<label, count>>``, labels that occur,
+sorted). Everything here reads the index: no shard is opened, so the statistics of millions
+of groups come back in well under a second.
+
+Example:
+    >>> import grouparrow as ga, pyarrow as pa, tempfile
+    >>> table = pa.table({"user": ["a", "a", "b"], "label": [0, 1, 1]})
+    >>> ds = ga.build(table, key="user", output=tempfile.mkdtemp() + "/ds", label_column="label")
+    >>> ds.label_counts().rows()
+    [('a', 0, 1), ('a', 1, 1), ('b', 1, 1)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from grouparrow import _sql
+from grouparrow.errors import GroupArrowError, KeySpecError
+from grouparrow.format import (
+    INDEX,
+    LABEL_COUNTS,
+    index_schema,
+    label_counts_type,
+    write_manifest,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from grouparrow.dataset import GroupedDataset
+
+#: The per-group label heterogeneity columns :meth:`GroupedDataset.stats` adds.
+LABEL_METRICS = ("num_labels", "label_entropy", "label_js_distance", "label_hellinger")
+_QUANTILES = ("min", "median", "mean", "p90", "p99", "max")
+
+
+def check_label_column(schema: pa.Schema, column: str) -> pa.DataType:
+    """The type of ``column`` of ``schema`` if it can be counted as a label, else a
+    :class:`KeySpecError` naming the columns that can."""
+
+    def countable(t: pa.DataType) -> bool:
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        return (
+            pa.types.is_integer(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_date(t)
+        )
+
+    if not isinstance(column, str) or column not in schema.names:
+        raise KeySpecError(
+            f"label_column={column!r} is not a column of the dataset (columns: {schema.names})"
+        )
+    label_type = schema.field(column).type
+    if not countable(label_type):
+        usable = [f.name for f in schema if countable(f.type)]
+        raise KeySpecError(
+            f"label_column={column!r} has type {label_type}; labels must be integers, "
+            f"booleans, strings or dates (such columns: {usable})"
+        )
+    return label_type
+
+
+def count_labels(
+    con: duckdb.DuckDBPyConnection,
+    file: Path,
+    key_column: str,
+    label_column: str,
+    label_type: pa.DataType,
+) -> pa.Table:
+    """``(group_id, label_counts)`` of one shard file, its groups in storage order."""
+    query = _sql.render(
+        "label_counts",
+        file=_sql.literal(str(file)),
+        key=_sql.ident(key_column),
+        label=_sql.ident(label_column),
+    )
+    table = con.sql(query).to_arrow_table()
+    counts = table.column(LABEL_COUNTS).cast(label_counts_type(label_type))
+    return pa.table({"group_id": table.column("group_id"), LABEL_COUNTS: counts})
+
+
+def with_label_counts(index: pa.Table, labels: pa.Table, where: str) -> pa.Table:
+    """A shard's index rows with its label counts (from :func:`count_labels`) appended."""
+    ids = index.column("group_id")
+    if labels.num_rows != index.num_rows or not labels.column("group_id").cast(ids.type).equals(
+        ids
+    ):
+        raise GroupArrowError(
+            f"label counts of {where} do not line up with its index ({labels.num_rows} "
+            f"groups counted, {index.num_rows} indexed); the dataset may be damaged: run "
+            "grouparrow verify"
+        )
+    return index.append_column(
+        pa.field(LABEL_COUNTS, labels.schema.field(LABEL_COUNTS).type, nullable=False),
+        labels.column(LABEL_COUNTS),
+    )
+
+
+def compute_stats(ds: GroupedDataset, label_column: str) -> GroupedDataset:
+    """Count ``label_column`` per group of an existing dataset and store the counts in its
+    index (replacing any counted before), atomically: a new index is written beside the
+    old one and renamed over it, then the manifest records the column. Readers that have
+    the old index open keep reading it. Returns the dataset reopened.
+
+    Example:
+        >>> ds = ds.compute_stats(label_column="label")     # doctest: +SKIP
+        >>> ds.label_counts().head(2)                        # doctest: +SKIP
+    """
+    from grouparrow.dataset import open as open_dataset
+
+    manifest = ds.manifest
+    label_type = check_label_column(manifest.schema, label_column)
+    base = ds._index_file.read(columns=index_schema(manifest.key_type).names)
+    schema = index_schema(manifest.key_type, label_type)
+    tmp = ds.path / f".{INDEX}.{uuid.uuid4().hex[:12]}.tmp"
+    con = duckdb.connect()
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            start = 0
+            for info in manifest.shards:
+                part = base.slice(start, info.num_groups)
+                start += info.num_groups
+                labels = count_labels(
+                    con, ds.path / info.file, manifest.key_column, label_column, label_type
+                )
+                table = with_label_counts(part, labels, f"shard {info.file}")
+                writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, ds.path / INDEX)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    stats = {**manifest.stats, LABEL_COUNTS: {"column": label_column}}
+    write_manifest(ds.path, dataclasses.replace(manifest, stats=stats))
+    return open_dataset(ds.path, cache_dir=ds.cache_dir)
+
+
+def group_stats(ds: GroupedDataset) -> pl.DataFrame:
+    """One row per group: the index's columns (``group_id, shard, offset, num_rows,
+    num_bytes, num_words``, and ``label_counts`` when labels were counted) and, with labels,
+    ``num_labels``, ``label_entropy`` (bits), ``label_js_distance`` and ``label_hellinger``
+    (the group's label distribution against the whole dataset's, both in [0, 1])."""
+    import polars as pl
+
+    frame = pl.from_arrow(ds.index)
+    assert isinstance(frame, pl.DataFrame)
+    if LABEL_COUNTS not in frame.columns:
+        return frame
+    skew = ds.sql(
+        "SELECT group_id, num_labels, entropy AS label_entropy, js_distance AS "
+        "label_js_distance, hellinger AS label_hellinger FROM ga_label_skew('labels')"
+    ).pl()
+    return frame.join(skew, on="group_id", how="left", maintain_order="left")
+
+
+def label_counts(ds: GroupedDataset) -> pl.DataFrame:
+    """The label counts in long form: ``(group_id, label, count)``, one row per group and
+    label that occurs in it, groups in storage order, labels sorted."""
+    import polars as pl
+
+    if ds.manifest.label_column is None:
+        raise GroupArrowError(
+            f"{ds.path} has no label counts: build it with label_column=..., or run "
+            "ds.compute_stats(label_column=...) (grouparrow stats DIR --label COLUMN)"
+        )
+    frame = pl.from_arrow(ds.index.select(["group_id", LABEL_COUNTS]))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.explode(LABEL_COUNTS).unnest(LABEL_COUNTS)
+
+
+def summary(ds: GroupedDataset) -> pl.DataFrame:
+    """The dataset table papers print: for examples, words and bytes per group (and, with
+    labels, labels per group and the label heterogeneity metrics) the total, min, median,
+    mean, p90, p99, max and the Gini coefficient of their spread over groups.
+
+    Example:
+        >>> ds.summary()                     # doctest: +SKIP
+        measure            total   min  median  mean ...
+        examples per group  105153  1   22.0    78.8 ...
+    """
+    return summarize(ds.sql, labels=ds.manifest.label_column is not None)
+
+
+def summarize(run: Callable[[str], duckdb.DuckDBPyRelation], *, labels: bool) -> pl.DataFrame:
+    """:func:`summary` of whatever ``run`` queries as the views ``groups`` (and ``labels``)."""
+    import polars as pl
+
+    # (row name, column, the total's SQL)
+    measures = [
+        (f"{name} per group", column, f"CAST(sum({column}) AS BIGINT)")
+        for name, column in (
+            ("examples", "num_rows"),
+            ("words", "num_words"),
+            ("bytes", "num_bytes"),
+        )
+    ]
+    source = "groups"
+    if labels:
+        source = (
+            "(SELECT g.*, s.num_labels, s.entropy, s.js_distance, s.hellinger FROM groups g "
+            "JOIN ga_label_skew('labels') s USING (group_id))"
+        )
+        measures += [
+            ("labels per group", "num_labels", "(SELECT count(DISTINCT label) FROM labels)"),
+            ("label entropy (bits)", "entropy", "NULL"),
+            ("label JS distance", "js_distance", "NULL"),
+            ("label Hellinger distance", "hellinger", "NULL"),
+        ]
+    parts = [
+        f"SELECT {i} AS i, {_sql.literal(name)} AS measure, count(*) AS groups, "
+        f"CAST({total} AS BIGINT) AS total, ga_size_quantiles({column}) AS q, "
+        f"ga_gini({column}) AS gini FROM {source}"
+        for i, (name, column, total) in enumerate(measures)
+    ]
+    rows = run(" UNION ALL ".join(f"({p})" for p in parts) + " ORDER BY i").pl()
+    quantiles = (
+        rows.get_column("q")
+        .struct.unnest()
+        .select([pl.col(q).cast(pl.Float64) for q in _QUANTILES])
+    )
+    return pl.concat(
+        [rows.select("measure", "groups", "total"), quantiles, rows.select("gini")],
+        how="horizontal",
+    )
+
+
+def stats(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """The per-group statistics of the dataset at ``path`` (see
+    :meth:`GroupedDataset.stats`).
+
+    Example:
+        >>> import grouparrow as ga, pyarrow as pa, tempfile
+        >>> out = tempfile.mkdtemp() + "/ds"
+        >>> _ = ga.build(pa.table({"u": ["a", "b", "a"]}), key="u", output=out)
+        >>> ga.stats(out).select("group_id", "num_rows").sort("group_id").rows()
+        [('a', 2), ('b', 1)]
+    """
+    from grouparrow.dataset import open as open_dataset
+
+    return open_dataset(path).stats()
