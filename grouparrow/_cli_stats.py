@@ -166,10 +166,13 @@ def _sql_command(args: argparse.Namespace) -> int:
     if args.format == "table":
         if args.limit < 0:
             raise ValueError(f"--limit {args.limit} must be >= 0")
-        table = relation.limit(args.limit + 1).to_arrow_table()
-        total = None
-        if table.num_rows > args.limit:
-            total = relation.aggregate("count(*)").fetchall()[0][0]
+        try:
+            table = relation.limit(args.limit + 1).to_arrow_table()
+            total = None
+            if table.num_rows > args.limit:
+                total = relation.aggregate("count(*)").fetchall()[0][0]
+        except duckdb.Error as exc:
+            raise _failed(exc) from exc
         print(_tables.format_table(table.slice(0, args.limit), total_rows=total))
         return 0
     reader = _reader(relation)
@@ -184,7 +187,12 @@ def _reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
     try:
         return relation.to_arrow_reader()
     except duckdb.Error as exc:
-        raise ga.QueryError(f"{type(exc).__name__}: {exc}") from exc
+        raise _failed(exc) from exc
+
+
+def _failed(exc: duckdb.Error) -> ga.QueryError:
+    """An error DuckDB raised while running the query (after it bound)."""
+    return ga.QueryError(f"{type(exc).__name__}: {exc}")
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -223,9 +231,9 @@ def _counts(args: argparse.Namespace) -> int:
         on_null=args.on_null,
         memory_limit=args.memory_limit,
     )
-    table = counts.to_arrow().rename_columns(["group_id", *counts.columns[1:]])
     if args.output:
-        _write(table, Path(args.output))
+        _write(counts.to_arrow(), Path(args.output))
+    table = counts.to_arrow().rename_columns(["group_id", *counts.columns[1:]])
     con = duckdb.connect()
     con.execute(_sql.load("macros"))
     con.execute(_sql.load("stats"))

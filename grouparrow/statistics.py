@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 #: The per-group label heterogeneity columns :meth:`GroupedDataset.stats` adds.
 LABEL_METRICS = ("num_labels", "label_entropy", "label_js_distance", "label_hellinger")
+#: Labels in the whole dataset (a null label is one, as in each group's ``num_labels``).
+_DISTINCT_LABELS = "(SELECT count(*) FROM (SELECT DISTINCT label FROM labels))"
 _QUANTILES = ("min", "median", "mean", "p90", "p99", "max")
 
 
@@ -162,9 +164,11 @@ def group_stats(ds: GroupedDataset) -> pl.DataFrame:
     (the group's label distribution against the whole dataset's, both in [0, 1])."""
     import polars as pl
 
-    frame = pl.from_arrow(ds.index)
+    manifest = ds.manifest  # the index may be newer (compute_stats since): read what it says
+    columns = index_schema(manifest.key_type, manifest.label_type).names
+    frame = pl.from_arrow(ds.index.select(columns))
     assert isinstance(frame, pl.DataFrame)
-    if LABEL_COUNTS not in frame.columns:
+    if manifest.label_column is None:
         return frame
     skew = ds.sql(
         "SELECT group_id, num_labels, entropy AS label_entropy, js_distance AS "
@@ -221,7 +225,7 @@ def summarize(run: Callable[[str], duckdb.DuckDBPyRelation], *, labels: bool) ->
             "JOIN ga_label_skew('labels') s USING (group_id))"
         )
         measures += [
-            ("labels per group", "num_labels", "(SELECT count(DISTINCT label) FROM labels)"),
+            ("labels per group", "num_labels", _DISTINCT_LABELS),
             ("label entropy (bits)", "entropy", "NULL"),
             ("label JS distance", "js_distance", "NULL"),
             ("label Hellinger distance", "hellinger", "NULL"),

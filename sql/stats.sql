@@ -169,6 +169,7 @@ CREATE OR REPLACE MACRO ga_label_skew(t) AS TABLE
     ga_shares AS (
         SELECT
             cell.group_id,
+            cell.label,
             cell.c,
             g.n,
             lab.c AS label_total,
@@ -185,16 +186,20 @@ CREATE OR REPLACE MACRO ga_label_skew(t) AS TABLE
             group_id,
             any_value(n) AS n,
             count(*) FILTER (WHERE c > 0) AS num_labels,
-            sum(CASE WHEN p > 0 THEN -p * log2(p) ELSE 0.0 END) AS entropy,
+            -- Inexact sums add their terms in label order (list_sum of an ordered list), not
+            -- in the order parallel threads meet them: the same data gives the same bits.
+            list_sum(list(CASE WHEN p > 0 THEN -p * log2(p) ELSE 0.0 END ORDER BY label))
+                AS entropy,
             -- Terms of the labels with a row in the group. A label without one (p = 0) adds
             -- q * log2(2q / q) = q to the JS sum and (0 - sqrt(q))^2 = q to the Hellinger sum,
             -- so those labels add their global share together: `absent` below, taken from
             -- the counts (exact for integer counts) rather than as 1 - sum(q).
-            sum(
+            list_sum(list(
                 CASE WHEN p > 0 THEN p * log2(2 * p / (p + q)) ELSE 0.0 END
                 + CASE WHEN q > 0 THEN q * log2(2 * q / (p + q)) ELSE 0.0 END
-            ) AS js_present,
-            sum(pow(sqrt(p) - sqrt(q), 2)) AS hellinger_present,
+                ORDER BY label
+            )) AS js_present,
+            list_sum(list(pow(sqrt(p) - sqrt(q), 2) ORDER BY label)) AS hellinger_present,
             greatest(0.0, any_value(grand_total) - sum(label_total)) / any_value(grand_total)
                 AS absent,
             bool_and(p IS NOT NULL AND q IS NOT NULL) AS defined

@@ -341,12 +341,6 @@ def test_ga_stats_of_a_path_equals_ds_stats(femnist_ds: ga.GroupedDataset) -> No
     assert_same_frames(ga.stats(str(femnist_ds.path)), by_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="stats()/summary() are not reproducible bit for bit: ga_label_skew sums doubles in "
-    "DuckDB's parallel hash aggregates, whose order varies between runs (last ~2 bits)",
-)
 def test_stats_are_reproducible(femnist_ds: ga.GroupedDataset) -> None:
     ds = ga.open(femnist_ds.path)
     ds.sql("SET threads = 2").fetchall()  # this object's own connection, as on 2+ cores
@@ -417,12 +411,6 @@ def test_summary_without_labels(plain_small: ga.GroupedDataset) -> None:
     assert summary.row(2, named=True)["total"] == plain_small.manifest.num_bytes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="summary(): the 'labels per group' total is count(DISTINCT label), which skips the "
-    "null label, while each group's num_labels (ga_label_skew) counts null as a label",
-)
 def test_summary_label_total_counts_the_null_label(small_ds: ga.GroupedDataset) -> None:
     rows = {r["measure"]: r for r in small_ds.summary().iter_rows(named=True)}
     distinct = set(SMALL.column("label").to_pylist())  # x, y, z and null
@@ -534,13 +522,6 @@ def test_objects_opened_before_compute_stats_keep_working(tmp_path: Path) -> Non
     assert after.index.select(INDEX_COLUMNS).equals(old_index)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=QueryError,
-    reason="an object opened before compute_stats() that had not read its index yet reads the "
-    "new index (with label_counts) but its manifest has no label column, so stats() queries "
-    "the labels view it never created and raises QueryError",
-)
 def test_object_whose_index_was_not_read_keeps_working(tmp_path: Path) -> None:
     ds = _build_small(tmp_path / "ds")
     before = ga.open(tmp_path / "ds")
