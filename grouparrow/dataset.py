@@ -229,8 +229,8 @@ class GroupedDataset:
         """One row per group as a Polars frame: ``group_id, shard, offset, num_rows,
         num_bytes, num_words``, and with label counts ``label_counts`` and the label
         heterogeneity ``num_labels, label_entropy`` (bits), ``label_js_distance,
-        label_hellinger`` (against the whole dataset's label distribution, in [0, 1]).
-        Read from the index: no shard is opened.
+        label_hellinger`` (against the label distribution of all the groups in this dataset
+        or view, in [0, 1]). Read from the index: no shard is opened.
 
         Example:
             >>> ds.stats().sort("num_rows", descending=True).head(3)   # doctest: +SKIP

@@ -161,7 +161,8 @@ def group_stats(ds: GroupedDataset) -> pl.DataFrame:
     """One row per group: the index's columns (``group_id, shard, offset, num_rows,
     num_bytes, num_words``, and ``label_counts`` when labels were counted) and, with labels,
     ``num_labels``, ``label_entropy`` (bits), ``label_js_distance`` and ``label_hellinger``
-    (the group's label distribution against the whole dataset's, both in [0, 1])."""
+    (the group's label distribution against that of all groups in the dataset, or in the
+    split_groups view, both in [0, 1])."""
     import polars as pl
 
     manifest = ds.manifest  # the index may be newer (compute_stats since): read what it says
