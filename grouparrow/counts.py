@@ -121,11 +121,8 @@ def group_counts(
             if rows.failure is not None:
                 raise rows.failure from None
             raise
-        reporter.close()
-    except BaseException:
-        reporter.close()
-        raise
     finally:
+        reporter.close()
         for connection in (con, agg):
             if connection is not None:
                 connection.close()
