@@ -22,15 +22,12 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import errno
 import math
 import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,28 +39,27 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from grouparrow import _arrow, _sql, _tensors
+from grouparrow._commit import check_output, commit, staging_directory
 from grouparrow._progress import Progress
 from grouparrow._writer import GroupRuns, ShardWriter
 from grouparrow.errors import (
     GroupArrowError,
     KeySpecError,
     NullKeyError,
-    OutputExistsError,
     SourceError,
 )
 from grouparrow.format import (
     INDEX,
     LABEL_COUNTS,
-    MANIFEST,
     Manifest,
     ShardInfo,
     index_schema,
     shard_file,
-    write_manifest,
 )
 from grouparrow.keys import Key, KeySpec, PreparedKey, resolve
 from grouparrow.sources import Source, open_source
 from grouparrow.statistics import check_label_column, count_labels, with_label_counts
+from grouparrow.storage import Storage
 
 if TYPE_CHECKING:
     from grouparrow.dataset import GroupedDataset
@@ -106,6 +102,7 @@ def build(
     unify_schemas: bool = False,
     tensor_shapes: Mapping[str, Sequence[int]] | None = None,
     label_column: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> GroupedDataset:
     """Group ``source`` by ``key`` into a group-clustered Parquet dataset at ``output``.
 
@@ -123,7 +120,8 @@ def build(
             data_files=...)``), or any object with ``__arrow_c_stream__``.
         key: a column name, ``ga.sql("<expression>")``, a function of one example, or
             ``ga.batch_key_fn(<function of a batch>)``; see :mod:`grouparrow.keys`.
-        output: the dataset directory to create.
+        output: the dataset directory to create: a path, or a URI of any fsspec filesystem
+            (``s3://bucket/fedc4``; see :mod:`grouparrow.storage`).
         mode: ``"error"`` refuses an existing output; ``"overwrite"`` replaces it once the
             new dataset is complete (until then the old one stays readable).
         num_shards: number of shard files; by default one per quarter of the memory budget
@@ -162,6 +160,9 @@ def build(
         label_column: a column (integers, strings, booleans or dates) to count per group
             into the index (``label_counts``), for ``ds.label_counts()``, the label
             heterogeneity in ``ds.stats()`` and ``ds.summary()``, and label plots.
+        storage_options: credentials and settings for the filesystem of a URI ``output``
+            (passed to fsspec, e.g. ``{"key": ..., "secret": ..., "client_kwargs":
+            {"endpoint_url": ...}}`` for s3fs).
 
     Returns:
         The built dataset, opened.
@@ -177,16 +178,14 @@ def build(
     options = _Options.check(
         mode, on_null, num_shards, key_column, row_group_bytes, memory_limit, threads
     )
-    out = Path(output)
-    _check_output(out, mode)
+    out = Storage.at(output, storage_options)
+    check_output(out, mode)
     started = time.monotonic()
     reporter = Progress(progress)
     src = open_source(source, batch_rows=_BATCH_ROWS, split=split, unify_schemas=unify_schemas)
     stream = _Stream(src, reporter)
     shards = num_shards or _auto_shards(src.size_hint, options.memory_limit)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.grouparrow-tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
+    tmp = staging_directory(out, temp_directory)
     con = None
     try:
         spill = Path(temp_directory) if temp_directory is not None else tmp / "_spill"
@@ -235,17 +234,16 @@ def build(
         )
         for scratch in ("_map", "_spill", "_spool"):
             shutil.rmtree(tmp / scratch, ignore_errors=True)
-        write_manifest(tmp, manifest)
         con.close()
         con = None
-        _commit(tmp, out, mode)
+        commit(tmp, out, manifest, mode)
     except BaseException:
         reporter.close()
         if con is not None:
             con.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return open_dataset(out)
+    return open_dataset(out.uri, storage_options=storage_options)
 
 
 def _keyed(
@@ -345,23 +343,6 @@ def parse_bytes(value: int | str | None) -> int:
             f"memory_limit={value!r} is not a size; use bytes or text like '4GB' or '512MiB'"
         )
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def _check_output(out: Path, mode: str) -> None:
-    if out.is_file():
-        raise OutputExistsError(f"output {str(out)!r} is a file; give a directory path")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if mode == "error":
-        raise OutputExistsError(
-            f"output {str(out)!r} already exists; pass mode='overwrite' to replace it "
-            "(grouparrow build --overwrite), or choose another path"
-        )
-    if not (out / MANIFEST).exists():
-        raise OutputExistsError(
-            f"refusing to overwrite {str(out)!r}: it is not a grouparrow dataset (it has no "
-            f"{MANIFEST}); remove it yourself or choose another path"
-        )
 
 
 def _auto_shards(size_hint: int | None, memory_limit: int) -> int:
@@ -725,35 +706,6 @@ def _cluster_shard(
         sha256=sha256,
     )
     return info, index
-
-
-def _commit(tmp: Path, out: Path, mode: str) -> None:
-    """Move the finished build into place; the old output (if any) goes only after."""
-    if mode == "overwrite" and out.is_dir() and any(out.iterdir()):
-        old = out.parent / f".{out.name}.grouparrow-old-{uuid.uuid4().hex[:12]}"
-        os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except BaseException:
-            os.rename(old, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        try:
-            os.rename(tmp, out)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise OutputExistsError(
-                    f"output {str(out)!r} was created by someone else during the build; "
-                    "pass mode='overwrite' to replace it"
-                ) from exc
-            raise
-    with contextlib.suppress(OSError):
-        fd = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _version() -> str:

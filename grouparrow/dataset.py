@@ -19,7 +19,7 @@ import itertools
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -700,7 +700,10 @@ class GroupedDataset:
 
 
 def open(
-    path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> GroupedDataset:
     """Open the grouped dataset at ``path`` (a directory written by :func:`grouparrow.build`).
 
@@ -712,6 +715,8 @@ def open(
         >>> ds.num_groups                              # doctest: +SKIP
         998
     """
+    if storage_options:
+        raise NotImplementedError("remote datasets: to do")
     return GroupedDataset(path, cache_dir=cache_dir)
 
 
