@@ -57,7 +57,7 @@ from grouparrow.format import (
     shard_file,
 )
 from grouparrow.keys import Key, KeySpec, PreparedKey, resolve
-from grouparrow.sources import Source, open_source
+from grouparrow.sources import RowLabel, Source, open_source
 from grouparrow.statistics import check_label_column, count_labels, with_label_counts
 from grouparrow.storage import Storage
 
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from grouparrow.dataset import GroupedDataset
 
 Mode = Literal["error", "overwrite"]
+Engine = Literal["local", "ray"]
 OnNull = Literal["error", "drop"]
 
 #: Uncompressed bytes per Parquet row group of the output.
@@ -103,6 +104,7 @@ def build(
     tensor_shapes: Mapping[str, Sequence[int]] | None = None,
     label_column: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    engine: Engine = "local",
 ) -> GroupedDataset:
     """Group ``source`` by ``key`` into a group-clustered Parquet dataset at ``output``.
 
@@ -163,6 +165,13 @@ def build(
         storage_options: credentials and settings for the filesystem of a URI ``output``
             (passed to fsspec, e.g. ``{"key": ..., "secret": ..., "client_kwargs":
             {"endpoint_url": ...}}`` for s3fs).
+        engine: ``"local"`` runs the build in this process; ``"ray"`` runs its map step as
+            one Ray task per fragment of the source (Parquet row groups, a CSV/JSON file, a
+            range of a table's rows) and its reduce step as one task per shard, on the Ray
+            cluster this process is connected to (else a local one): same output for the
+            same input, key, seed and ``num_shards``. ``memory_limit`` and ``threads`` are
+            then per task (default: one thread, this machine's half-memory share of a
+            core). Needs ``pip install 'grouparrow[ray]'``; see docs/distributed.md.
 
     Returns:
         The built dataset, opened.
@@ -175,6 +184,12 @@ def build(
     """
     from grouparrow.dataset import open as open_dataset
 
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine={engine!r} is not one of 'local', 'ray'")
+    if engine == "ray":  # a budget per task (one core each, by default)
+        threads = threads or 1
+        if memory_limit is None:
+            memory_limit = max(parse_bytes(None) // (os.cpu_count() or 1), 256 * 2**20)
     options = _Options.check(
         mode, on_null, num_shards, key_column, row_group_bytes, memory_limit, threads
     )
@@ -204,9 +219,27 @@ def build(
             tensor_shapes=tensor_shapes,
             label_column=label_column,
         )
-        _tune_partitioning(con, stream.first, shards, options.memory_limit)
-        shard_infos, num_bytes = _run(con, plan, tmp, stream, options, reporter)
+        if engine == "local":
+            _tune_partitioning(con, stream.first, shards, options.memory_limit)
+            shard_infos, num_bytes = _run(con, plan, tmp, stream, options, reporter)
+            report: dict[str, Any] = {"engine": "local", "rows_read": stream.rows_read}
+        else:
+            from grouparrow.distributed import ray_engine
+
+            if not out.local:
+                raise NotImplementedError("engine='ray' with a remote output: to do")
+            shard_infos, num_bytes, report = ray_engine.run(
+                source,
+                plan,
+                stream,
+                Storage.at(tmp),
+                tmp,
+                options,
+                None if temp_directory is None else os.fspath(temp_directory),
+                reporter,
+            )
         reporter.close()
+        rows_read = int(report.pop("rows_read"))
         manifest = Manifest(
             schema=plan.schema,
             key_column=key_column,
@@ -222,8 +255,9 @@ def build(
                 **({LABEL_COUNTS: {"column": label_column}} if label_column else {}),
             },
             build={
-                "rows_read": stream.rows,
-                "rows_dropped_null_key": stream.rows - sum(s.num_rows for s in shard_infos),
+                **report,
+                "rows_read": rows_read,
+                "rows_dropped_null_key": rows_read - sum(s.num_rows for s in shard_infos),
                 "on_null": on_null,
                 "memory_limit": options.memory_limit,
                 "threads": options.threads,
@@ -252,15 +286,21 @@ def _keyed(
     key: KeySpec,
     spool: Path,
     reporter: Progress,
+    sample: pa.RecordBatch | None = None,
     **plan: Any,
 ) -> _Plan:
     """Register the source with ``con``, resolve the key (running a prepared key's query,
-    with a one-shot stream spooled under ``spool``) and plan the keyed rows' SQL."""
+    with a one-shot stream spooled under ``spool``) and plan the keyed rows' SQL.
+
+    Key functions are probed on ``sample`` (default: the stream's first rows); a fragment
+    of a distributed build passes the whole source's, so that every task resolves the key
+    alike."""
     stream.register(con)
     if isinstance(key, PreparedKey):
         key = _prepare(con, key, stream, spool)
-    resolved = resolve(key, stream.schema, stream.first, con)
+    resolved = resolve(key, stream.schema, stream.first if sample is None else sample, con)
     made = _Plan.make(stream, resolved, **plan)
+    made.key_spec, made.arguments = key, plan
     resolved.set_row_label(stream.source.row_label)
     if stream.source.sql is not None:
         con.execute("SET enable_progress_bar = true")
@@ -390,7 +430,7 @@ class _Stream:
     only the first batch is read here, to probe key functions.
     """
 
-    def __init__(self, source: Source, progress: Progress) -> None:
+    def __init__(self, source: Source, progress: Progress, first_row: int = 0) -> None:
         reader = source.reader
         self.source = source
         self.source_schema = reader.schema
@@ -404,14 +444,20 @@ class _Stream:
             )
         self._reader = reader
         self._progress = progress
-        # Rows DuckDB reads itself are counted up front; streamed rows are numbered from 0.
-        self.rows = (source.num_rows or 0) if source.sql is not None else 0
+        # Rows DuckDB reads itself are counted up front; streamed rows are numbered from
+        # ``first_row`` (a fragment's place in the source).
+        self.first_row = first_row if source.sql is None else 0
+        self.rows = (source.num_rows or 0) if source.sql is not None else first_row
         self.failure: BaseException | None = None
         try:
             first = next(iter(reader), None)
             self.first = self._safe(first or _arrow.empty_batch(self.source_schema))
         except (pa.ArrowException, OSError, duckdb.Error) as exc:
             raise SourceError(f"cannot read the source: {exc}") from exc
+
+    @property
+    def rows_read(self) -> int:
+        return self.rows - self.first_row
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Make the rows, numbered, the view ``__ga_source`` of ``con``."""
@@ -462,6 +508,8 @@ class _Plan:
     label_column: str | None
     label_type: pa.DataType | None
     params: dict[str, Any]
+    key_spec: KeySpec  # as given (a prepared key: made), for the tasks of a distributed build
+    arguments: dict[str, Any]  # the keyword arguments it was made from
 
     @classmethod
     def make(
@@ -556,48 +604,78 @@ def _run(
     options: _Options,
     progress: Progress,
 ) -> tuple[list[ShardInfo], int]:
-    (tmp / "data").mkdir()
+    """The local engine: the map step over the whole source as one fragment, then the
+    reduce step shard by shard, in this process (:mod:`grouparrow.distributed` schedules
+    the same two steps as tasks)."""
     if plan.num_shards > 1:
         progress.set_phase("partitioning")
-        map_dir = tmp / "_map"
-        statement = _sql.render("partition", keyed=plan.keyed_sql, path=_sql.literal(str(map_dir)))
-        _execute(con, plan, stream, statement)
+        map_fragment(con, plan, stream, tmp / "_map")
+    (tmp / "data").mkdir(exist_ok=True)
     index_writer = pq.ParquetWriter(
         tmp / INDEX, index_schema(plan.schema.field(0).type, plan.label_type)
     )
     infos: list[ShardInfo] = []
-    total_bytes = 0
     try:
         for shard in range(plan.num_shards):
             progress.set_phase(f"clustering shard {shard + 1}/{plan.num_shards}")
             if plan.num_shards == 1:
-                rows_sql = plan.keyed_sql
+                rows_sql: str | None = plan.keyed_sql
             else:
-                files = tmp / "_map" / f"__ga_shard={shard}"
-                if not files.is_dir():
-                    rows_sql = None
-                else:
-                    pattern = _sql.literal(str(files / "*.parquet"))
-                    rows_sql = f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true)"
-            name = shard_file(shard, plan.num_shards)
-            info, index = _cluster_shard(
-                con, plan, stream, rows_sql, tmp / name, name, shard, options
-            )
-            if plan.label_column is not None:
-                assert plan.label_type is not None
-                progress.set_phase(f"counting labels of shard {shard + 1}/{plan.num_shards}")
-                labels = count_labels(
-                    con, tmp / name, plan.key_column, plan.label_column, plan.label_type
-                )
-                index = with_label_counts(index, labels, f"shard {shard}")
+                rows_sql = shard_rows_sql([tmp / "_map"], shard)
+            info, index = reduce_shard(con, plan, stream, rows_sql, tmp, shard, options)
             index_writer.write_table(index, row_group_size=max(index.num_rows, 1))
             infos.append(info)
-            total_bytes += info.num_bytes
-            if plan.num_shards > 1 and rows_sql is not None:
+            if plan.num_shards > 1:
                 shutil.rmtree(tmp / "_map" / f"__ga_shard={shard}", ignore_errors=True)
     finally:
         index_writer.close()
-    return infos, total_bytes
+    return infos, sum(info.num_bytes for info in infos)
+
+
+def map_fragment(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, directory: Path
+) -> None:
+    """The map step over one fragment of the source (the local engine: all of it): every
+    keyed row to the Parquet files of its shard, under ``directory/__ga_shard=<i>/``."""
+    statement = _sql.render("partition", keyed=plan.keyed_sql, path=_sql.literal(str(directory)))
+    _execute(con, plan, stream, statement)
+
+
+def shard_rows_sql(directories: Sequence[Path], shard: int) -> str | None:
+    """SQL for the rows the map step wrote for ``shard`` under ``directories`` (each one
+    fragment's output), or ``None`` when none has any."""
+    found = [d / f"__ga_shard={shard}" for d in directories]
+    patterns = [_sql.literal(str(d / "*.parquet")) for d in found if d.is_dir()]
+    if not patterns:
+        return None
+    return f"SELECT * FROM read_parquet([{', '.join(patterns)}], hive_partitioning = true)"
+
+
+def reduce_shard(
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    stream: _Stream | None,
+    rows_sql: str | None,
+    directory: Path,
+    shard: int,
+    options: _Options,
+) -> tuple[ShardInfo, pa.Table]:
+    """The reduce step for one shard: its rows (``rows_sql``; ``None``: no rows) sorted
+    into ``directory/data/shard-….parquet``; returns the shard's manifest entry and index
+    rows (with label counts when the plan has a label column). ``stream``, when the source
+    is being read in this process, names the row in errors."""
+    name = shard_file(shard, plan.num_shards)
+    (directory / name).parent.mkdir(parents=True, exist_ok=True)
+    info, index = _cluster_shard(
+        con, plan, stream, rows_sql, directory / name, name, shard, options
+    )
+    if plan.label_column is not None:
+        assert plan.label_type is not None
+        labels = count_labels(
+            con, directory / name, plan.key_column, plan.label_column, plan.label_type
+        )
+        index = with_label_counts(index, labels, f"shard {shard}")
+    return info, index
 
 
 def _prepare(
@@ -623,7 +701,9 @@ def _prepare(
     return key.make(stats)
 
 
-def _execute(con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, statement: str) -> Any:
+def _execute(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream | None, statement: str
+) -> Any:
     try:
         params = {k: v for k, v in plan.params.items() if f"${k}" in statement}
         return con.sql(statement, params=params or None)
@@ -632,11 +712,11 @@ def _execute(con: duckdb.DuckDBPyConnection, plan: _Plan, stream: _Stream, state
         raise error from error.__cause__ or exc
 
 
-def _translate(exc: duckdb.Error, key: Key | None, stream: _Stream) -> BaseException:
+def _translate(exc: duckdb.Error, key: Key | None, stream: _Stream | None) -> BaseException:
     failure = key.failure() if key is not None else None
     if failure is not None:
         return failure
-    if stream.failure is not None:
+    if stream is not None and stream.failure is not None:
         if isinstance(stream.failure, GroupArrowError):
             return stream.failure
         return SourceError(f"reading the source failed: {stream.failure}")
@@ -644,7 +724,8 @@ def _translate(exc: duckdb.Error, key: Key | None, stream: _Stream) -> BaseExcep
     mark = text.find(_NULL_MARK)
     if mark >= 0 and key is not None:
         row, _, preview = text[mark + len(_NULL_MARK) :].partition(":")
-        where = stream.source.row_label(int(row)) if row.isdigit() else f"row {row}"
+        label = stream.source.row_label if stream is not None else RowLabel()
+        where = label(int(row)) if row.isdigit() else f"row {row}"
         return NullKeyError(
             f"the key ({key.kind} {key.definition!r}) is null for {where} "
             f'({preview.strip()}); fix the key, or pass on_null="drop" to skip rows '
@@ -663,7 +744,7 @@ def _translate(exc: duckdb.Error, key: Key | None, stream: _Stream) -> BaseExcep
 def _cluster_shard(
     con: duckdb.DuckDBPyConnection,
     plan: _Plan,
-    stream: _Stream,
+    stream: _Stream | None,
     rows_sql: str | None,
     path: Path,
     name: str,
