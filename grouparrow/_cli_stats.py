@@ -5,6 +5,10 @@
     grouparrow plot DIR --kind sizes|labels --output FILE [--measure M] [--groups N]
     grouparrow counts SOURCE... --key EXPR [--label COLUMN] [--output FILE] [--json]
 
+DIR may be a URI (``s3://bucket/ds``); ``--storage-options JSON`` then passes the
+filesystem's settings (credentials, endpoint) as a JSON object, or ``@FILE`` to read it
+from a file.
+
 Example:
     >>> from grouparrow.cli import main
     >>> main(["sql", "out/shakespeare-by-speaker", "SELECT count(*) AS n FROM groups"])
@@ -31,6 +35,43 @@ from grouparrow.format import LABEL_COUNTS
 from grouparrow.statistics import summarize
 
 
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """The ``--storage-options`` flag of a command that takes a dataset URI."""
+    parser.add_argument(
+        "--storage-options",
+        metavar="JSON",
+        type=storage_options,
+        help="settings of the filesystem of a URI DIR (s3://, gs://, ...), as a JSON object, "
+        'e.g. \'{"anon": true}\' or \'{"client_kwargs": {"endpoint_url": "http://..."}}\'; '
+        "@FILE reads it from FILE (keeps secrets off the command line)",
+    )
+
+
+def storage_options(text: str) -> dict[str, Any]:
+    """``--storage-options``: a JSON object, or ``@FILE`` holding one.
+
+    Example:
+        >>> storage_options('{"anon": true}')
+        {'anon': True}
+    """
+    source = "--storage-options"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {source}: {exc}") from exc
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{source} is not JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"{source} must be a JSON object, like '{{\"anon\": true}}'; got {text.strip()!r}"
+        )
+    return value
+
+
 def add_commands(commands: Any) -> None:
     """Add ``stats``, ``sql``, ``plot`` and ``counts`` to the CLI's subparsers."""
     stats = commands.add_parser(
@@ -41,7 +82,8 @@ def add_commands(commands: Any) -> None:
         "label heterogeneity (entropy, Jensen-Shannon and Hellinger distance to the global "
         "label distribution). Per-group rows: grouparrow sql DIR 'SELECT * FROM groups'.",
     )
-    stats.add_argument("path", metavar="DIR")
+    stats.add_argument("path", metavar="DIR", help="dataset directory or URI")
+    add_storage_options(stats)
     stats.add_argument(
         "--label",
         metavar="COLUMN",
@@ -58,7 +100,8 @@ def add_commands(commands: Any) -> None:
         "label counts, labels (group_id, label, count); grouparrow's macros (ga_gini, "
         "ga_size_quantiles, ga_label_entropy, ga_label_skew, ...) are installed.",
     )
-    sql.add_argument("path", metavar="DIR")
+    sql.add_argument("path", metavar="DIR", help="dataset directory or URI")
+    add_storage_options(sql)
     sql.add_argument("query", metavar="QUERY")
     sql.add_argument(
         "--format",
@@ -86,7 +129,8 @@ def add_commands(commands: Any) -> None:
         "sizes (histogram and complementary CDF, log-log); --kind labels, the label "
         "distribution of the first --groups groups (needs label counts: --label).",
     )
-    plot.add_argument("path", metavar="DIR")
+    plot.add_argument("path", metavar="DIR", help="dataset directory or URI")
+    add_storage_options(plot)
     plot.add_argument("--kind", choices=["sizes", "labels"], required=True)
     plot.add_argument("--output", "-o", required=True, metavar="FILE", help=".png or .svg")
     plot.add_argument(
@@ -122,20 +166,22 @@ def add_commands(commands: Any) -> None:
     counts.set_defaults(run=_counts)
 
 
-def _labelled(path: str, label: str | None) -> ga.GroupedDataset:
-    ds = ga.open(path)
+def _labelled(args: argparse.Namespace) -> ga.GroupedDataset:
+    ds = ga.open(args.path, storage_options=args.storage_options)
+    label = args.label
     if label is not None and ds.manifest.label_column != label:
-        print(f"counting {label!r} per group into {ds.path / 'index.parquet'}", file=sys.stderr)
+        where = ds.storage.url(ds.manifest.index)
+        print(f"counting {label!r} per group into {where}", file=sys.stderr)
         ds = ds.compute_stats(label_column=label)
     return ds
 
 
 def _stats(args: argparse.Namespace) -> int:
-    ds = _labelled(args.path, args.label)
+    ds = _labelled(args)
     _print_summary(
         ds.summary(),
         {
-            "path": str(ds.path),
+            "path": dataset_name(ds),
             "num_groups": ds.num_groups,
             "num_rows": ds.num_rows,
             "key_column": ds.key_column,
@@ -144,6 +190,11 @@ def _stats(args: argparse.Namespace) -> int:
         args.json,
     )
     return 0
+
+
+def dataset_name(ds: ga.GroupedDataset) -> str:
+    """A dataset as the CLI shows it: a local directory's path, or the URI."""
+    return str(ds.path) if ds.storage.local else ds.uri
 
 
 def _print_summary(frame: Any, about: dict[str, Any], as_json: bool) -> None:
@@ -160,7 +211,7 @@ def _print_summary(frame: Any, about: dict[str, Any], as_json: bool) -> None:
 
 
 def _sql_command(args: argparse.Namespace) -> int:
-    ds = ga.open(args.path)
+    ds = ga.open(args.path, storage_options=args.storage_options)
     params = dict(_param(p) for p in args.param) or None
     relation = ds.sql(args.query, params)
     if args.format == "table":
@@ -209,7 +260,7 @@ def _param(text: str) -> tuple[str, Any]:
 def _plot(args: argparse.Namespace) -> int:
     from grouparrow import plots
 
-    ds = _labelled(args.path, args.label)
+    ds = _labelled(args)
     if args.kind == "sizes":
         out = plots.plot_sizes(ds, args.output, measure=args.measure)
     else:

@@ -14,11 +14,19 @@ converted, so damaged Parquet never enters the cache. Files are written to a tem
 and renamed, and checked (schema, parts, rows, source checksum) when opened; one that fails
 is rewritten. Reads from the cache are memory-mapped: zero-copy, no decoding.
 
+Shards on a remote filesystem (:class:`~grouparrow.storage.Storage`) are opened without
+read-ahead (:meth:`Storage.open_ranges`) and read with PyArrow's ``pre_buffer``: a random
+fetch reads the file's footer once, then one request of about the row group's compressed
+bytes; a stream asks for its chunks of row groups (``SCAN_CHUNK_BYTES``) a request each.
+The cache downloads a remote shard once (to a temporary file beside the cache file, in
+pieces), checks its SHA-256 and converts it from there: cached shards never touch the remote
+again.
+
 Example:
     >>> import grouparrow as ga, pyarrow as pa, tempfile
     >>> out = tempfile.mkdtemp() + "/ds"
     >>> ds = ga.build(pa.table({"u": ["a", "b", "a"]}), key="u", output=out)
-    >>> shards = ParquetShards(ds.path, ds.manifest)
+    >>> shards = ParquetShards(ds.storage, ds.manifest)
     >>> shards.starts(0), shards.read(0, 0).num_rows
     ([0, 3], 3)
 """
@@ -40,6 +48,7 @@ import pyarrow.parquet as pq
 from grouparrow import _arrow
 from grouparrow.errors import CorruptDatasetError
 from grouparrow.format import Manifest, sha256_file
+from grouparrow.storage import Storage
 
 _OPEN_FILES = 64
 #: Uncompressed bytes of row groups a stream decodes as one chunk (see SCAN_AHEAD).
@@ -70,17 +79,31 @@ def default_cache_dir() -> Path:
     return Path(base) / "grouparrow"
 
 
-class ParquetShards:
-    """The shard files of a dataset, opened on demand (at most 64 at once)."""
+def open_parquet(
+    storage: Storage, rel: str, metadata: pq.FileMetaData | None = None
+) -> pq.ParquetFile:
+    """The Parquet file ``rel`` of ``storage``: a local file by path (PyArrow's own reader);
+    a remote one without read-ahead, its column chunks fetched with ``pre_buffer`` (a row
+    group's chunks coalesced into one request)."""
+    if storage.local:
+        return pq.ParquetFile(storage.path(rel), metadata=metadata)
+    return pq.ParquetFile(storage.open_ranges(rel), metadata=metadata, pre_buffer=True)
 
-    def __init__(self, path: Path, manifest: Manifest) -> None:
-        self.path = path
+
+class ParquetShards:
+    """The shard files of a dataset, opened on demand (at most 64 at once).
+
+    ``storage`` is where the dataset lives (a local directory may be given as a path)."""
+
+    def __init__(self, storage: Storage | str | os.PathLike[str], manifest: Manifest) -> None:
+        self.storage = storage if isinstance(storage, Storage) else Storage.at(storage)
         self.manifest = manifest
         self.schema = manifest.schema
         # Parquet stores a few types in another form (timestamp[s] as [ms]): cast them back.
         self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self._starts: OrderedDict[int, list[int]] = OrderedDict()
+        self._pid = os.getpid()  # remote files opened by a parent process: reopen them
         # A Parquet reader is not safe to use from two threads at once (fetches from several
         # threads): one read at a time. Streams read through readers of their own.
         self._lock = threading.Lock()
@@ -93,8 +116,9 @@ class ParquetShards:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
 
-    def file_path(self, shard: int) -> Path:
-        return self.path / self.manifest.shards[shard].file
+    def file_path(self, shard: int) -> str:
+        """Where shard ``shard`` is: a local path, or a URI (for messages and DuckDB)."""
+        return self.storage.url(self.manifest.shards[shard].file)
 
     def starts(self, shard: int) -> list[int]:
         """The first row of each row group of a shard, then the shard's row count."""
@@ -114,9 +138,7 @@ class ParquetShards:
             with self._lock:
                 return self._file(shard).read_row_group(part, columns=columns, use_threads=False)
 
-        table = self._restored(shard, read)
-        batches = table.to_batches()
-        return batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
+        return one_batch(self._restored(shard, read))
 
     def scan(
         self, shard: int, first: int, end: int, columns: list[str] | None = None
@@ -131,14 +153,17 @@ class ParquetShards:
         chunks = self._chunks(shard, first, end)
         if not chunks:
             return
-        path, meta = self.file_path(shard), self._metadata(shard)
+        rel, meta = self.manifest.shards[shard].file, self._metadata(shard)
         readers = threading.local()
 
         def read(parts: list[int]) -> pa.Table:
-            file = getattr(readers, "file", None)
-            if file is None:
-                file = readers.file = pq.ParquetFile(path, metadata=meta)
-            return self._restored(shard, lambda: file.read_row_groups(parts, columns=columns))
+            def decode() -> pa.Table:
+                file = getattr(readers, "file", None)
+                if file is None:
+                    file = readers.file = open_parquet(self.storage, rel, meta)
+                return file.read_row_groups(parts, columns=columns)
+
+            return self._restored(shard, decode)
 
         pool = _read_pool()
         ahead = deque(pool.submit(read, c) for c in chunks[:SCAN_AHEAD])
@@ -183,11 +208,13 @@ class ParquetShards:
             return self._file(shard).metadata
 
     def _file(self, shard: int) -> pq.ParquetFile:
+        if self._pid != os.getpid():  # forked: the parent's remote files do not work here
+            self._files, self._pid = OrderedDict(), os.getpid()
         file = self._files.get(shard)
         if file is None:
             path = self.file_path(shard)
             try:
-                file = pq.ParquetFile(path)
+                file = open_parquet(self.storage, self.manifest.shards[shard].file)
             except FileNotFoundError:
                 raise CorruptDatasetError(
                     f"shard file {path} is missing; the dataset is damaged: rebuild it"
@@ -287,27 +314,78 @@ class ArrowCache:
         return reader
 
     def _write(self, shard: int) -> None:
+        storage = self.source.storage
         source = self.source.file_path(shard)
         expected = self.source.manifest.shards[shard].sha256
-        if sha256_file(source) != expected:
-            raise CorruptDatasetError(
-                f"shard file {source} does not match the checksum in the manifest, so it "
-                "is not cached; run grouparrow verify, and rebuild the dataset"
-            )
-        parts = len(self.source.starts(shard)) - 1
-        meta = {_SOURCE: expected.encode(), _PARTS: str(parts).encode()}
-        schema = self.schema.with_metadata({**(self.schema.metadata or {}), **meta})
         self.directory.mkdir(parents=True, exist_ok=True)
+        if storage.local:
+            if sha256_file(source) != expected:
+                raise self._mismatch(source)
+            parts = len(self.source.starts(shard)) - 1
+            self._convert(expected, parts, lambda part: self.source.read(shard, part))
+            return
+        # Remote: one download, in pieces, hashed and converted from the local copy.
+        fd, download = tempfile.mkstemp(prefix=".download-", suffix=".parquet", dir=self.directory)
+        os.close(fd)
+        try:
+            try:
+                storage.get(self.source.manifest.shards[shard].file, download)
+            except FileNotFoundError:
+                raise CorruptDatasetError(
+                    f"shard file {source} is missing; the dataset is damaged: rebuild it"
+                ) from None
+            if sha256_file(download) != expected:
+                raise self._mismatch(source)
+            try:
+                file = pq.ParquetFile(download)
+            except (pa.ArrowException, OSError) as exc:
+                raise self.source.damaged(shard, exc) from exc
+
+            def read(part: int) -> pa.RecordBatch:
+                def decode() -> pa.Table:
+                    return file.read_row_group(part, use_threads=False)
+
+                return one_batch(self.source._restored(shard, decode))
+
+            self._convert(expected, file.metadata.num_row_groups, read)
+        finally:
+            Path(download).unlink(missing_ok=True)
+
+    @staticmethod
+    def _mismatch(source: str) -> CorruptDatasetError:
+        return CorruptDatasetError(
+            f"shard file {source} does not match the checksum in the manifest, so it is not "
+            "cached; run grouparrow verify, and rebuild the dataset"
+        )
+
+    def _convert(
+        self,
+        checksum: str,
+        parts: int,
+        read: Callable[[int], pa.RecordBatch],
+    ) -> None:
+        """Write a shard's cache file from its ``parts`` row groups, ``read(part)`` each."""
+        meta = {_SOURCE: checksum.encode(), _PARTS: str(parts).encode()}
+        schema = self.schema.with_metadata({**(self.schema.metadata or {}), **meta})
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".arrow", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
                 for part in range(parts):
-                    batch = self.source.read(shard, part)
+                    batch = read(part)
                     writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
-            os.replace(tmp, self.file_path(shard))
+            os.replace(tmp, self.directory / f"{checksum}.arrow")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def one_batch(table: pa.Table) -> pa.RecordBatch:
+    """``table`` (a row group's rows) as one record batch."""
+    batches = table.to_batches()
+    if len(batches) == 1:
+        return batches[0]
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else _arrow.empty_batch(table.schema)
 
 
 def remember(cache: OrderedDict[int, Any], key: int, value: Any, size: int) -> None:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
@@ -39,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from grouparrow import _arrow, _sql, _tensors
-from grouparrow._commit import check_output, commit, staging_directory
+from grouparrow._commit import check_output, commit, new_build_id, staging_directory
 from grouparrow._progress import Progress
 from grouparrow._writer import GroupRuns, ShardWriter
 from grouparrow.errors import (
@@ -59,7 +60,7 @@ from grouparrow.format import (
 from grouparrow.keys import Key, KeySpec, PreparedKey, resolve
 from grouparrow.sources import RowLabel, Source, open_source
 from grouparrow.statistics import check_label_column, count_labels, with_label_counts
-from grouparrow.storage import Storage
+from grouparrow.storage import Storage, is_uri
 
 if TYPE_CHECKING:
     from grouparrow.dataset import GroupedDataset
@@ -162,9 +163,9 @@ def build(
         label_column: a column (integers, strings, booleans or dates) to count per group
             into the index (``label_counts``), for ``ds.label_counts()``, the label
             heterogeneity in ``ds.stats()`` and ``ds.summary()``, and label plots.
-        storage_options: credentials and settings for the filesystem of a URI ``output``
-            (passed to fsspec, e.g. ``{"key": ..., "secret": ..., "client_kwargs":
-            {"endpoint_url": ...}}`` for s3fs).
+        storage_options: credentials and settings for the filesystem of URIs in ``source``
+            and ``output`` (passed to fsspec, e.g. ``{"key": ..., "secret": ...,
+            "client_kwargs": {"endpoint_url": ...}}`` for s3fs).
         engine: ``"local"`` runs the build in this process; ``"ray"`` runs its map step as
             one Ray task per fragment of the source (Parquet row groups, a CSV/JSON file, a
             range of a table's rows) and its reduce step as one task per shard, on the Ray
@@ -193,15 +194,23 @@ def build(
     options = _Options.check(
         mode, on_null, num_shards, key_column, row_group_bytes, memory_limit, threads
     )
-    out = Storage.at(output, storage_options)
+    out = Storage.at(output, storage_options if is_uri(output) else None)
     check_output(out, mode)
     started = time.monotonic()
     reporter = Progress(progress)
-    src = open_source(source, batch_rows=_BATCH_ROWS, split=split, unify_schemas=unify_schemas)
+    src = open_source(
+        source,
+        batch_rows=_BATCH_ROWS,
+        split=split,
+        unify_schemas=unify_schemas,
+        storage_options=storage_options,
+    )
     stream = _Stream(src, reporter)
     shards = num_shards or _auto_shards(src.size_hint, options.memory_limit)
     tmp = staging_directory(out, temp_directory)
     con = None
+    uploaded: str | None = None  # a distributed build's prefix on an object-store output
+    committing = False
     try:
         spill = Path(temp_directory) if temp_directory is not None else tmp / "_spill"
         con = _connect(options, spill)
@@ -226,13 +235,16 @@ def build(
         else:
             from grouparrow.distributed import ray_engine
 
-            if not out.local:
-                raise NotImplementedError("engine='ray' with a remote output: to do")
+            # Tasks write where the driver commits: the local staging directory, or a fresh
+            # build prefix of an object-store output.
+            uploaded = None if out.local else new_build_id()
+            work = Storage.at(tmp) if uploaded is None else out.child(uploaded)
             shard_infos, num_bytes, report = ray_engine.run(
                 source,
+                storage_options,
                 plan,
                 stream,
-                Storage.at(tmp),
+                work,
                 tmp,
                 options,
                 None if temp_directory is None else os.fspath(temp_directory),
@@ -270,12 +282,16 @@ def build(
             shutil.rmtree(tmp / scratch, ignore_errors=True)
         con.close()
         con = None
-        commit(tmp, out, manifest, mode)
+        committing = True  # from here a failure is commit()'s to clean up
+        commit(tmp, out, manifest, mode, uploaded=uploaded)
     except BaseException:
         reporter.close()
         if con is not None:
             con.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if uploaded is not None and not committing:
+            with contextlib.suppress(Exception):
+                out.child(uploaded).delete()
         raise
     return open_dataset(out.uri, storage_options=storage_options)
 
@@ -462,6 +478,8 @@ class _Stream:
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Make the rows, numbered, the view ``__ga_source`` of ``con``."""
         if self.source.sql is not None:
+            if self.source.storage is not None:
+                self.source.storage.register(con)
             con.execute(f"CREATE VIEW __ga_source AS {self.source.sql}")
             return
         schema = self.schema.append(pa.field("__ga_row", pa.int64(), nullable=False))

@@ -2,6 +2,8 @@
 
     grouparrow build SOURCE... --key EXPR --output DIR [--overwrite] [--num-shards N]
     grouparrow build SOURCE... --partitioner 'label_dirichlet("label", 100, alpha=0.5)' -o DIR
+    grouparrow build SOURCE... --key EXPR -o s3://bucket/ds --storage-options @s3.json
+    grouparrow build SOURCE... --key EXPR -o DIR --engine ray
     grouparrow info [DIR] [--json]
     grouparrow verify DIR [--no-checksums] [--json]
     grouparrow stats DIR [--label COLUMN] [--json]
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import grouparrow as ga
-from grouparrow._cli_stats import add_commands
+from grouparrow._cli_stats import add_commands, add_storage_options, dataset_name
 from grouparrow.errors import GroupArrowError
 
 
@@ -36,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (GroupArrowError, FileNotFoundError, ValueError) as exc:
+    except (GroupArrowError, OSError, ValueError) as exc:  # OSError: files, the network
         print(f"grouparrow {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -77,7 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         help="a built-in partitioner call with literal arguments, e.g. "
         "--partitioner 'label_dirichlet(\"label\", 100, alpha=0.5, seed=0)'",
     )
-    build.add_argument("--output", "-o", required=True, metavar="DIR", help="dataset directory")
+    build.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        metavar="DIR",
+        help="dataset directory, or a URI of any fsspec filesystem (s3://bucket/ds, gs://...)",
+    )
+    add_storage_options(build)
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     build.add_argument("--num-shards", type=int, metavar="N", help="shard files (default: auto)")
     build.add_argument("--seed", type=int, default=0, help="seed of the group order (default 0)")
@@ -85,8 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--on-null", choices=["error", "drop"], default="error", help="rows whose key is null"
     )
-    build.add_argument("--memory-limit", metavar="SIZE", help="DuckDB memory budget, e.g. 4GB")
-    build.add_argument("--threads", type=int, metavar="N", help="DuckDB threads")
+    build.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="run the build here, or as Ray tasks on the connected (else a local) Ray cluster: "
+        "pip install 'grouparrow[ray]' (default: local)",
+    )
+    build.add_argument(
+        "--memory-limit", metavar="SIZE", help="DuckDB memory budget (per task on Ray), e.g. 4GB"
+    )
+    build.add_argument("--threads", type=int, metavar="N", help="DuckDB threads (per task on Ray)")
     build.add_argument("--temp-directory", metavar="DIR", help="where DuckDB spills")
     build.add_argument(
         "--text-columns",
@@ -121,8 +139,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Print a grouped dataset's summary: groups, rows, key, schema, shards, "
         "group sizes. Without DIR, print the versions of grouparrow and its engines.",
     )
-    info.add_argument("path", nargs="?", metavar="DIR")
+    info.add_argument("path", nargs="?", metavar="DIR", help="dataset directory or URI")
     info.add_argument("--json", action="store_true", help="print JSON")
+    add_storage_options(info)
     info.set_defaults(run=_info)
 
     verify = commands.add_parser(
@@ -132,8 +151,9 @@ def _parser() -> argparse.ArgumentParser:
         "against the data, and that each group's rows are contiguous. Exit status 1 when a "
         "problem is found.",
     )
-    verify.add_argument("path", metavar="DIR")
+    verify.add_argument("path", metavar="DIR", help="dataset directory or URI")
     verify.add_argument("--no-checksums", action="store_true", help="skip SHA-256 (faster)")
+    add_storage_options(verify)
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(run=_verify)
 
@@ -180,6 +200,8 @@ def _build(args: argparse.Namespace) -> int:
         unify_schemas=args.unify_schemas,
         tensor_shapes=_tensor_shapes(args.tensor),
         label_column=args.label_column,
+        storage_options=args.storage_options,
+        engine=args.engine,
     )
     summary = _summary(ds)
     print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
@@ -258,7 +280,7 @@ def _info(args: argparse.Namespace) -> int:
         else:
             print("\n".join(f"{name:<12} {version}" for name, version in versions.items()))
         return 0
-    summary = _summary(ga.open(args.path))
+    summary = _summary(ga.open(args.path, storage_options=args.storage_options))
     print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
     return 0
 
@@ -285,7 +307,7 @@ def _summary(ds: ga.GroupedDataset) -> dict[str, Any]:
     sizes = ds.index.column("num_rows").to_numpy()
     disk = sum(s.file_bytes for s in manifest.shards)
     return {
-        "path": str(ds.path),
+        "path": dataset_name(ds),
         "format_version": 1,
         "num_groups": ds.num_groups,
         "num_rows": ds.num_rows,
@@ -347,7 +369,9 @@ def _human(n: float) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    report = ga.verify(args.path, checksums=not args.no_checksums)
+    report = ga.verify(
+        args.path, checksums=not args.no_checksums, storage_options=args.storage_options
+    )
     if args.json:
         print(
             json.dumps(

@@ -9,6 +9,10 @@ Example:
     [{'group_id': 'a', 'user': 'a', 'x': 1}, {'group_id': 'a', 'user': 'a', 'x': 3}]
     >>> sorted(g.id for g in ds.iter_groups(shuffle=True, seed=1))
     ['a', 'b']
+
+A dataset on an object store opens the same way, ``ga.open("s3://bucket/ds",
+storage_options={...})`` (see :mod:`grouparrow.storage`): the manifest is read whole, the
+index one shard's row group at a time, and a group's fetch reads its row groups only.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +34,20 @@ import pyarrow.parquet as pq
 from grouparrow import _arrow
 from grouparrow import query as _query
 from grouparrow import statistics as _stats
-from grouparrow._shards import ArrowCache, ParquetShards, default_cache_dir, remember
+from grouparrow._shards import (
+    ArrowCache,
+    ParquetShards,
+    default_cache_dir,
+    open_parquet,
+    remember,
+)
 from grouparrow._splits import check_fraction, group_mask, row_mask
 from grouparrow._streams import GroupStream, Segment
-from grouparrow.errors import CorruptDatasetError, GroupNotFoundError
-from grouparrow.format import INDEX, Manifest, read_manifest
+from grouparrow.errors import CorruptDatasetError, GroupArrowError, GroupNotFoundError
+from grouparrow.format import Manifest, read_manifest
 from grouparrow.group import Group, GroupId
 from grouparrow.keys import composite_id, shard_of
+from grouparrow.storage import Storage
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,22 +59,40 @@ _EMPTY_BATCH = pa.record_batch({})
 
 
 class GroupedDataset:
-    """A grouped dataset on disk: a manifest, an index and group-clustered Parquet shards.
+    """A grouped dataset: a manifest, an index and group-clustered Parquet shards, in a local
+    directory or on any fsspec filesystem.
 
-    Open one with :func:`grouparrow.open`.
+    Open one with :func:`grouparrow.open`. ``storage`` is where it lives
+    (:class:`~grouparrow.storage.Storage`), ``uri`` that place as text (a URI, or a local
+    dataset's absolute path) and ``path`` a local dataset's directory as a ``Path`` (an
+    error for a remote dataset, which has none: use ``uri``).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+        self,
+        path: str | os.PathLike[str] | Storage,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.manifest: Manifest = read_manifest(self.path)
+        if isinstance(path, Storage):
+            self.storage = path
+            self._path = path.root_path if path.local else None
+        else:
+            self.storage = Storage.at(path, storage_options)
+            self._path = Path(str(path).removeprefix("file://")) if self.storage.local else None
+        self.manifest: Manifest = read_manifest(self.storage)
         counts = [s.num_groups for s in self.manifest.shards]
         self._group_starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        self._parquet = ParquetShards(self.path, self.manifest)
+        self._parquet = ParquetShards(self.storage, self.manifest)
         self._shards: ParquetShards | ArrowCache = self._parquet
+        # The whole index once read, kept: for a remote dataset read from a local cache, so
+        # that nothing but the cache is read after the first use.
+        self._whole_index: pa.Table | None = None
+        self._keep_index = False
         if cache_dir is not None:
             self._shards = ArrowCache(self._parquet, cache_dir)
+            self._keep_index = not self.storage.local
         self._lookups: OrderedDict[int, dict[Any, int]] = OrderedDict()
         self._index_parts: OrderedDict[int, pa.Table] = OrderedDict()
         self._composite = self.manifest.key.get("kind") == "composite"
@@ -81,14 +109,37 @@ class GroupedDataset:
         view = f", view={' '.join(splits)}" if splits else ""
         cache = f", cache_dir={str(self.cache_dir)!r}" if self.cache_dir else ""
         return (
-            f"GroupedDataset({str(self.path)!r}, num_groups={self.num_groups:,}, "
+            f"GroupedDataset({self._where!r}, num_groups={self.num_groups:,}, "
             f"num_rows={self.num_rows:,}, num_shards={self.num_shards}{view}{cache})"
         )
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled for DataLoader workers and the like: open files and caches stay behind.
-        state = {k: v for k, v in self.__dict__.items() if k != "_index_file"}
+        state = {k: v for k, v in self.__dict__.items() if k != "_index_opened"}
         return {**state, "_lookups": OrderedDict(), "_index_parts": OrderedDict()}
+
+    # -- where ------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """The dataset's local directory (a :class:`GroupArrowError` for a remote dataset:
+        use :attr:`uri`, or :attr:`storage` to read its files)."""
+        if self._path is None:
+            raise GroupArrowError(
+                f"{self.uri!r} is not on the local disk, so it has no path; use ds.uri "
+                "(its URI) or ds.storage (to read its files)"
+            )
+        return self._path
+
+    @property
+    def uri(self) -> str:
+        """Where the dataset is, as text: its URI (``s3://bucket/ds``), or a local dataset's
+        absolute path."""
+        return self.storage.uri
+
+    @property
+    def _where(self) -> str:
+        """The dataset as its user named it, for messages."""
+        return str(self._path) if self._path is not None else self.uri
 
     # -- Arrow cache ------------------------------------------------------------------------
     @property
@@ -109,6 +160,10 @@ class GroupedDataset:
         directory to reclaim it. ``grouparrow.open(path, cache_dir=...)`` caches each shard
         on first use instead.
 
+        A remote dataset's shards are downloaded once each, and its index is read whole and
+        kept in memory: streaming, fetches and sampling then read nothing remote (SQL still
+        reads the remote shards).
+
         Example:
             >>> fast = ds.cache()                        # doctest: +SKIP
             >>> fast["nytimes.com"].num_rows              # doctest: +SKIP
@@ -119,6 +174,10 @@ class GroupedDataset:
         view._shards = ArrowCache(self._parquet, directory)
         for shard in range(self.num_shards):
             view._shards.ensure(shard)
+        if not self.storage.local:
+            view._keep_index = True
+            view._whole_index = self._read_whole_index()
+            view._index_parts = OrderedDict()
         return view
 
     # -- metadata ---------------------------------------------------------------------------
@@ -160,36 +219,57 @@ class GroupedDataset:
     def __len__(self) -> int:
         return self.num_groups
 
-    @cached_property
+    @property
+    def _index_location(self) -> str:
+        return self.storage.url(self.manifest.index)
+
+    @property
     def _index_file(self) -> pq.ParquetFile:
+        """The index file, opened once per process (a forked process reopens a remote
+        one: the parent's filesystem does not work there)."""
+        opened = self.__dict__.get("_index_opened")
+        if opened is None or opened[0] != os.getpid():
+            opened = self.__dict__["_index_opened"] = (os.getpid(), self._open_index())
+        return opened[1]
+
+    def _open_index(self) -> pq.ParquetFile:
+        where = self._index_location
         try:
-            index = pq.ParquetFile(self.path / INDEX)
+            index = open_parquet(self.storage, self.manifest.index)
         except FileNotFoundError:
-            raise CorruptDatasetError(
-                f"{self.path / INDEX} is missing; rebuild the dataset"
-            ) from None
+            raise CorruptDatasetError(f"{where} is missing; rebuild the dataset") from None
         except (pa.ArrowException, OSError) as exc:
-            raise CorruptDatasetError(f"{self.path / INDEX} cannot be read: {exc}") from exc
+            raise CorruptDatasetError(f"{where} cannot be read: {exc}") from exc
         if index.metadata.num_rows != self.manifest.num_groups:
             raise CorruptDatasetError(
-                f"{self.path / INDEX} has {index.metadata.num_rows} rows but the manifest "
+                f"{where} has {index.metadata.num_rows} rows but the manifest "
                 f"lists {self.manifest.num_groups} groups; the dataset is damaged: rebuild it"
             )
+        return index
+
+    def _read_whole_index(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The whole index file (kept in memory when the dataset keeps its index)."""
+        if self._whole_index is not None:
+            return self._whole_index if columns is None else self._whole_index.select(columns)
+        try:
+            index = self._index_file.read(columns=None if self._keep_index else columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptDatasetError(f"{self._index_location} cannot be read: {exc}") from exc
+        if self._keep_index:
+            self._whole_index = index
+            return index if columns is None else index.select(columns)
         return index
 
     @property
     def index(self) -> pa.Table:
         """The whole index as a ``pyarrow.Table``: one row per group, in shard order (in a
         :meth:`split_groups` view, its groups only; statistics are of whole groups)."""
-        try:
-            index = self._index_file.read()
-        except (pa.ArrowException, OSError) as exc:
-            raise CorruptDatasetError(f"{self.path / INDEX} cannot be read: {exc}") from exc
+        index = self._read_whole_index()
         return index.filter(pa.array(self._all_selected())) if self._group_splits else index
 
     def group_ids(self) -> list[GroupId]:
         """Every group id, in storage order (shard by shard); tuples for composite keys."""
-        ids = self._index_file.read(columns=["group_id"]).column(0).to_pylist()
+        ids = self._read_whole_index(["group_id"]).column(0).to_pylist()
         if self._group_splits:
             ids = [i for i, keep in zip(ids, self._all_selected(), strict=True) if keep]
         return self._decode(ids)
@@ -203,8 +283,11 @@ class GroupedDataset:
         return part
 
     def _read_index_part(self, shard: int) -> pa.Table:
-        index = self._index_file
         start, end = int(self._group_starts[shard]), int(self._group_starts[shard + 1])
+        if self._keep_index:
+            whole = self._read_whole_index()
+            return whole.select(list(self._INDEX_COLUMNS)).slice(start, end - start)
+        index = self._index_file
         if end == start:
             return index.schema_arrow.empty_table()
         meta = index.metadata
@@ -218,7 +301,7 @@ class GroupedDataset:
         try:
             table = index.read_row_groups(row_groups, columns=list(self._INDEX_COLUMNS))
         except (pa.ArrowException, OSError) as exc:
-            raise CorruptDatasetError(f"{self.path / INDEX} cannot be read: {exc}") from exc
+            raise CorruptDatasetError(f"{self._index_location} cannot be read: {exc}") from exc
         return table.slice(start - (first or 0), end - start)
 
     #: What streams and lookups read of the index (not the statistics).
@@ -339,7 +422,7 @@ class GroupedDataset:
         row = lookup.get(group_id)
         if row is None:
             raise GroupNotFoundError(
-                f"no group {asked!r} in {str(self.path)!r} "
+                f"no group {asked!r} in {self._where!r} "
                 f"({self.manifest.num_groups:,} groups, keys of type {self.manifest.key_type})"
             )
         if self._group_splits and not self._selection(shard)[row]:
@@ -705,19 +788,23 @@ def open(
     cache_dir: str | os.PathLike[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> GroupedDataset:
-    """Open the grouped dataset at ``path`` (a directory written by :func:`grouparrow.build`).
+    """Open the grouped dataset at ``path``: a directory written by
+    :func:`grouparrow.build`, or a URI of any fsspec filesystem (``s3://bucket/ds``,
+    ``gs://...``, ``memory://...``), its credentials and endpoint in ``storage_options``
+    (passed to the filesystem as they are; see :mod:`grouparrow.storage`).
 
-    With ``cache_dir``, shards are read from an Arrow IPC cache there, each shard written to
-    it the first time it is read (see :meth:`GroupedDataset.cache`).
+    Opening reads the manifest only; the index is read a shard's part at a time as groups
+    are asked for. With ``cache_dir``, shards are read from a local Arrow IPC cache there,
+    each shard written to it the first time it is read (see :meth:`GroupedDataset.cache`).
 
     Example:
         >>> ds = grouparrow.open("out/fedc4-sample")   # doctest: +SKIP
         >>> ds.num_groups                              # doctest: +SKIP
         998
+        >>> ds = grouparrow.open("s3://bucket/fedc4", storage_options={"anon": True})
+        ...                                            # doctest: +SKIP
     """
-    if storage_options:
-        raise NotImplementedError("remote datasets: to do")
-    return GroupedDataset(path, cache_dir=cache_dir)
+    return GroupedDataset(path, cache_dir=cache_dir, storage_options=storage_options)
 
 
 #: Dataset Grouper's name for a grouped dataset.

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from grouparrow.errors import FormatError
+from grouparrow.storage import Storage, is_uri
 
 FORMAT_NAME = "grouparrow"
 FORMAT_VERSION = 1
@@ -52,6 +53,43 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 #: The optional index column of per-group label counts (``label_column=``).
 LABEL_COUNTS = "label_counts"
+
+#: Characters a path in a manifest may not hold: Windows separators and drive colons, NUL,
+#: and glob characters (DuckDB expands globs in the file lists of its views).
+_UNSAFE_CHARACTERS = frozenset("\\:\0*?[]{}")
+
+
+def check_relative_path(value: object, where: str, entry: str) -> str:
+    """``value`` if it is a safe path of a file inside the dataset: relative, POSIX,
+    normalized (no empty, ``.`` or ``..`` part), with no backslash, colon, NUL or glob
+    character; else a :class:`FormatError` naming the manifest ``where`` and the ``entry``
+    (a hostile manifest must not make a reader open files outside the dataset).
+
+    Example:
+        >>> check_relative_path("data/shard-00000-of-00001.parquet", "m.json", "index")
+        'data/shard-00000-of-00001.parquet'
+        >>> check_relative_path("../x", "m.json", "index")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        grouparrow.errors.FormatError: m.json: index is '../x', not a path inside the ...
+    """
+    reason = None
+    if not isinstance(value, str) or not value:
+        reason = "not a non-empty string"
+    elif value.startswith("/"):
+        reason = "an absolute path"
+    elif bad := sorted(set(value) & _UNSAFE_CHARACTERS):
+        reason = f"it contains {''.join(bad)!r}"
+    elif any(part in ("", ".", "..") for part in value.split("/")):
+        part = next(p for p in value.split("/") if p in ("", ".", ".."))
+        reason = "an empty part" if not part else f"a {part!r} part"
+    if reason is not None:
+        raise FormatError(
+            f"{where}: {entry} is {value!r}, not a path inside the dataset ({reason}); the "
+            "manifest is damaged or was not written by grouparrow"
+        )
+    assert isinstance(value, str)
+    return value
 
 
 def label_counts_type(label_type: pa.DataType) -> pa.DataType:
@@ -106,6 +144,9 @@ class Manifest:
     build: dict[str, Any] = field(default_factory=dict)
     grouparrow_version: str = ""
     created_at: str = ""
+    #: The index file, relative to the dataset root (``"index.parquet"`` in a dataset
+    #: built locally; ``"<build id>/index.parquet"`` on an object store).
+    index: str = INDEX
 
     @property
     def num_shards(self) -> int:
@@ -143,6 +184,7 @@ class Manifest:
                 {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in self.schema
             ],
             "arrow_schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
+            "index": self.index,
             "shards": [asdict(s) for s in self.shards],
             "stats": self.stats,
             "source": self.source,
@@ -168,7 +210,7 @@ class Manifest:
             )
         try:
             schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(body["arrow_schema"])))
-            return cls(
+            manifest = cls(
                 schema=schema,
                 key_column=body["key"]["column"],
                 key={k: v for k, v in body["key"].items() if k not in ("column", "type")},
@@ -182,13 +224,31 @@ class Manifest:
                 build=body.get("build", {}),
                 grouparrow_version=body.get("grouparrow_version", ""),
                 created_at=body.get("created_at", ""),
+                index=body.get("index", INDEX),
             )
         except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
             raise FormatError(f"{where} is malformed ({type(exc).__name__}: {exc})") from exc
+        check_relative_path(manifest.index, where, '"index"')
+        for n, shard in enumerate(manifest.shards):
+            check_relative_path(shard.file, where, f'"shards"[{n}]["file"]')
+        return manifest
 
 
-def read_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """Read ``<path>/grouparrow.json``; a directory without one is not a grouped dataset."""
+def read_manifest(path: str | os.PathLike[str] | Storage) -> Manifest:
+    """Read ``<path>/grouparrow.json`` (``path`` a directory, a URI, or a
+    :class:`~grouparrow.storage.Storage`); a location without one is not a grouped dataset.
+
+    Example:
+        >>> read_manifest("/nonexistent/ds")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: no grouped dataset at '/nonexistent/ds'
+    """
+    if isinstance(path, Storage) or is_uri(path):
+        storage = path if isinstance(path, Storage) else Storage.at(path)
+        if not storage.local:
+            return _read_remote_manifest(storage)
+        path = storage.root_path
     where = Path(path) / MANIFEST
     try:
         text = where.read_text(encoding="utf-8")
@@ -209,8 +269,36 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_json(text, str(where))
 
 
-def write_manifest(directory: Path, manifest: Manifest) -> None:
-    """Write the manifest durably: a temporary file, fsync, then an atomic rename."""
+def _read_remote_manifest(storage: Storage) -> Manifest:
+    where = storage.url(MANIFEST)
+    try:
+        data = storage.read_bytes(MANIFEST)
+    except FileNotFoundError:
+        if not storage.exists():
+            raise FileNotFoundError(f"no grouped dataset at {storage.uri!r}") from None
+        raise FormatError(
+            f"{storage.uri!r} is not a grouparrow dataset: it has no {MANIFEST} (an "
+            "interrupted build leaves none; rebuild it)"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{where} is not UTF-8 text; the dataset is damaged") from exc
+    return Manifest.from_json(text, where)
+
+
+def write_manifest(directory: Path | Storage, manifest: Manifest) -> None:
+    """Write the manifest durably: locally a temporary file, fsync, then an atomic rename;
+    on an object store one put of the whole object (atomic there).
+
+    Example:
+        >>> write_manifest(Storage.at("memory://wm-example"), manifest)   # doctest: +SKIP
+    """
+    if isinstance(directory, Storage):
+        if not directory.local:
+            directory.write_bytes(MANIFEST, manifest.to_json().encode("utf-8"))
+            return
+        directory = directory.root_path
     tmp = directory / f".{MANIFEST}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(manifest.to_json())

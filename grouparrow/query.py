@@ -5,6 +5,10 @@ grouparrow's macros, and errors that show the query.
 ``.fetchall()``); ``ds.connect()`` hands over a connection with the same views for longer
 work. Values go in as bound parameters (``params=``), never pasted into the text.
 
+A remote dataset's fsspec filesystem is registered on the connection
+(:meth:`Storage.register <grouparrow.storage.Storage.register>`), and the views read its
+URIs through it: DuckDB's httpfs extension is not needed.
+
 Example:
     >>> import grouparrow as ga, pyarrow as pa, tempfile
     >>> ds = ga.build(pa.table({"u": ["a", "b", "a"]}), key="u",
@@ -47,8 +51,10 @@ def connect(ds: GroupedDataset) -> duckdb.DuckDBPyConnection:
             "SQL over a split_rows() view is not supported (its rows are chosen per group "
             "in Python); query the dataset it came from"
         )
-    files = [str(ds.path / shard.file) for shard in ds.manifest.shards]
+    storage = ds.storage
+    files = [storage.url(shard.file) for shard in ds.manifest.shards]
     con = duckdb.connect()
+    storage.register(con)  # a remote dataset: DuckDB reads through its fsspec filesystem
     examples_filter = groups_filter = ""
     if ds._group_splits:
         ids = ds.index.column("group_id")
@@ -62,7 +68,7 @@ def connect(ds: GroupedDataset) -> duckdb.DuckDBPyConnection:
         _sql.render(
             "views",
             files="[" + ", ".join(_sql.literal(f) for f in files) + "]",
-            index=_sql.literal(str(ds.path / "index.parquet")),
+            index=_sql.literal(storage.url(ds.manifest.index)),
             examples_filter=examples_filter,
             groups_filter=groups_filter,
         )

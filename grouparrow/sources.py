@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from grouparrow._arrow import tables_reader
 from grouparrow._frames import looks_like_sql, open_frame, open_sql
 from grouparrow._tfds import open_tfds
 from grouparrow.errors import SourceError
+from grouparrow.storage import Storage, is_uri
 
 #: Rows per record batch when grouparrow chooses the batch size.
 BATCH_ROWS = 65_536
@@ -80,6 +81,8 @@ class Source:
     num_rows: int | None = None
     row_label: RowLabel = RowLabel()
     keepalive: list[Any] = field(default_factory=list, repr=False, compare=False)
+    #: Where ``sql`` reads remote files: register it on the connection that runs the SQL.
+    storage: Storage | None = None
 
 
 def open_source(
@@ -88,8 +91,12 @@ def open_source(
     batch_rows: int = BATCH_ROWS,
     split: str | None = None,
     unify_schemas: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Source:
     """Open ``source`` as a :class:`Source` whose ``reader`` streams its rows.
+
+    Files may be URIs of any fsspec filesystem (``s3://bucket/c4/*.json.gz``), read with
+    ``storage_options``.
 
     ``split`` picks one split of a ``datasets.DatasetDict`` (or of a folder it was saved to)
     or of a TensorFlow Datasets builder (default ``"train"``).
@@ -109,7 +116,7 @@ def open_source(
             "the source is an empty list: give at least one input file, glob or directory"
         )
     if isinstance(source, (str, os.PathLike)) or _is_path_list(source):
-        return _open_files(source, batch_rows, unify_schemas)
+        return _open_files(source, batch_rows, unify_schemas, storage_options)
     if isinstance(source, pa.Table):
         return Source(
             source.to_reader(max_chunksize=batch_rows),
@@ -168,8 +175,31 @@ def _is_path_list(source: Any) -> bool:
     )
 
 
-def _expand(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+def input_storage(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    storage_options: Mapping[str, Any] | None = None,
+) -> Storage | None:
+    """The filesystem of input files given as URIs (all on one), or ``None`` for local files."""
     items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    uris = [os.fspath(i) for i in items if is_uri(i)]
+    if not uris:
+        return None
+    if len(uris) != len(items):
+        raise SourceError("the input mixes local paths and URIs; give one or the other")
+    protocols = {u.split("://", 1)[0] for u in uris}
+    if len(protocols) > 1:
+        raise SourceError(f"the input spans several filesystems ({sorted(protocols)}); use one")
+    return Storage.at(uris[0], storage_options)
+
+
+def _expand(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    storage: Storage | None = None,
+) -> list[str]:
+    """The input files (sorted within each glob or directory); URIs stay URIs."""
+    items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if storage is not None:
+        return _expand_remote([os.fspath(i) for i in items], storage)
     paths: list[str] = []
     for item in items:
         text = os.fspath(item)
@@ -195,8 +225,35 @@ def _expand(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -
     return paths
 
 
-def _open_files(source: Any, batch_rows: int, unify_schemas: bool = False) -> Source:
-    paths = _expand(source)
+def _expand_remote(items: list[str], storage: Storage) -> list[str]:
+    fs = storage.fs
+    paths: list[str] = []
+    for item in items:
+        path = fs._strip_protocol(item)
+        if glob.has_magic(path):
+            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            if not found:
+                raise SourceError(f"no file matches the pattern {item!r}")
+        elif fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if file_format(p))
+            if not found:
+                raise SourceError(f"{item!r} holds no Parquet, CSV or JSON-lines file")
+        elif fs.isfile(path):
+            found = [path]
+        else:
+            raise SourceError(f"file not found: {item!r}")
+        paths.extend(fs.unstrip_protocol(p) for p in found)
+    return paths
+
+
+def _open_files(
+    source: Any,
+    batch_rows: int,
+    unify_schemas: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Source:
+    storage = input_storage(source, storage_options)
+    paths = _expand(source, storage)
     found = {p: file_format(p) for p in paths}
     unknown = [p for p, f in found.items() if f is None]
     if unknown:
@@ -210,32 +267,52 @@ def _open_files(source: Any, batch_rows: int, unify_schemas: bool = False) -> So
             f"the input mixes file formats ({', '.join(kinds)}); group one format at a time"
         )
     kind = kinds[0]
-    size = sum(os.path.getsize(p) for p in paths)
+    if storage is None:
+        size = sum(os.path.getsize(p) for p in paths)
+        paths = [os.path.abspath(p) for p in paths]
+    else:
+        size = sum(int(storage.fs.size(p)) for p in paths)
     factor = _EXPANSION[kind] * (4.0 if paths[0].lower().endswith(_COMPRESSIONS) else 1.0)
-    description = {"type": kind, "paths": [os.path.abspath(p) for p in paths]}
+    description = {"type": kind, "paths": list(paths)}
     if kind == "parquet":
-        return _open_parquet(paths, description, int(size * factor), unify_schemas)
+        return _open_parquet(paths, description, int(size * factor), unify_schemas, storage)
     return _open_with_duckdb(
-        kind, paths, batch_rows, description, int(size * factor), unify_schemas
+        kind, paths, batch_rows, description, int(size * factor), unify_schemas, storage
+    )
+
+
+def parquet_file(path: str, storage: Storage | None) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` of a local path, or of a URI on ``storage``'s
+    filesystem."""
+    import pyarrow.parquet as pq
+
+    if storage is None:
+        return pq.ParquetFile(path, pre_buffer=False)
+    return pq.ParquetFile(
+        storage.fs._strip_protocol(path),
+        pre_buffer=False,
+        filesystem=storage.arrow_filesystem(),
     )
 
 
 def _open_parquet(
-    paths: list[str], description: dict[str, Any], size: int, unify_schemas: bool = False
+    paths: list[str],
+    description: dict[str, Any],
+    size: int,
+    unify_schemas: bool = False,
+    storage: Storage | None = None,
 ) -> Source:
     """Parquet is read by DuckDB itself (parallel, within its memory limit), rows numbered
     from the files' own row numbers; PyArrow reads the first rows for probing.
 
     The files' schemas (from their footers) must agree, or ``unify_schemas`` be true: then
     DuckDB reads them with ``union_by_name`` (see :mod:`grouparrow._schemas`)."""
-    import pyarrow.parquet as pq
-
     from grouparrow import _sql
 
     files = []
     for path in paths:
         try:
-            files.append(pq.ParquetFile(path, pre_buffer=False))
+            files.append(parquet_file(path, storage))
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"cannot read Parquet input {path!r}: {exc}") from exc
     schema = files[0].schema_arrow
@@ -243,7 +320,7 @@ def _open_parquet(
     problem = _schemas.schema_difference(paths, schemas)
     if problem is not None and not unify_schemas:
         raise _schemas.mismatch_error("parquet", problem)
-    listed = ", ".join(_sql.literal(os.path.abspath(p)) for p in paths)
+    listed = ", ".join(_sql.literal(p) for p in paths)
     options = "" if problem is None else ", union_by_name = true"
     read = f"read_parquet([{listed}]{options})"
     sql = (
@@ -259,7 +336,7 @@ def _open_parquet(
 
         probe = pa.RecordBatchReader.from_batches(schema, first_rows())
     else:
-        probe = _unified_parquet_probe(paths, schemas, read, description, keepalive)
+        probe = _unified_parquet_probe(paths, schemas, read, description, keepalive, storage)
     return Source(
         probe,
         description,
@@ -268,6 +345,7 @@ def _open_parquet(
         num_rows=sum(f.metadata.num_rows for f in files),
         row_label=RowLabel(tuple(paths)),
         keepalive=keepalive,
+        storage=storage,
     )
 
 
@@ -280,6 +358,7 @@ def _unified_parquet_probe(
     read: str,
     description: dict[str, Any],
     keepalive: list[Any],
+    storage: Storage | None = None,
 ) -> pa.RecordBatchReader:
     """The first rows of Parquet files read with ``union_by_name``, by DuckDB itself, in
     the unified schema (and that schema's story in ``description``)."""
@@ -290,6 +369,8 @@ def _unified_parquet_probe(
     _schemas.check_unifiable(paths, schemas)
     con = duckdb.connect(config={"threads": 1})
     keepalive.append(con)
+    if storage is not None:
+        storage.register(con)
     try:
         duck_schema = con.sql(f"SELECT * FROM {read} LIMIT 0").to_arrow_table().schema
     except duckdb.Error as exc:
@@ -314,6 +395,7 @@ def _open_with_duckdb(
     description: dict[str, Any],
     size: int,
     unify_schemas: bool = False,
+    storage: Storage | None = None,
 ) -> Source:
     """CSV and JSON through DuckDB's readers (parallel, streaming, compression-aware).
 
@@ -326,6 +408,8 @@ def _open_with_duckdb(
     import duckdb
 
     con = duckdb.connect()
+    if storage is not None:
+        storage.register(con)
     function = "read_csv" if kind == "csv" else "read_json"
     sniffed = _schemas.sniff(con, function, paths)
     kept = [i for i, (_, has_rows) in enumerate(sniffed) if has_rows]

@@ -17,12 +17,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import posixpath
+import shutil
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -33,8 +38,10 @@ from grouparrow.errors import GroupArrowError, KeySpecError
 from grouparrow.format import (
     INDEX,
     LABEL_COUNTS,
+    Manifest,
     index_schema,
     label_counts_type,
+    read_manifest,
     write_manifest,
 )
 
@@ -81,15 +88,16 @@ def check_label_column(schema: pa.Schema, column: str) -> pa.DataType:
 
 def count_labels(
     con: duckdb.DuckDBPyConnection,
-    file: Path,
+    file: str | os.PathLike[str],
     key_column: str,
     label_column: str,
     label_type: pa.DataType,
 ) -> pa.Table:
-    """``(group_id, label_counts)`` of one shard file, its groups in storage order."""
+    """``(group_id, label_counts)`` of one shard file (a path, or a URI whose filesystem is
+    registered on ``con``), its groups in storage order."""
     query = _sql.render(
         "label_counts",
-        file=_sql.literal(str(file)),
+        file=_sql.literal(os.fspath(file)),
         key=_sql.ident(key_column),
         label=_sql.ident(label_column),
     )
@@ -117,44 +125,89 @@ def with_label_counts(index: pa.Table, labels: pa.Table, where: str) -> pa.Table
 
 def compute_stats(ds: GroupedDataset, label_column: str) -> GroupedDataset:
     """Count ``label_column`` per group of an existing dataset and store the counts in its
-    index (replacing any counted before), atomically: a new index is written beside the
-    old one and renamed over it, then the manifest records the column. Readers that have
-    the old index open keep reading it. Returns the dataset reopened.
+    index (replacing any counted before), atomically, and return the dataset reopened.
+
+    Locally a new index is written beside the old one and renamed over it, then the
+    manifest records the column (readers that have the old index open keep reading it). On
+    an object store, which has no rename, the new index is uploaded under a new name
+    (``index-<UTC time>-<8 hex>.parquet`` beside the old one), then a new manifest pointing
+    to it is written (the commit point), then the old index is deleted; the manifest must
+    not have changed since ``ds`` was opened (else a :class:`GroupArrowError`: reopen).
 
     Example:
         >>> ds = ds.compute_stats(label_column="label")     # doctest: +SKIP
         >>> ds.label_counts().head(2)                        # doctest: +SKIP
     """
-    from grouparrow.dataset import open as open_dataset
+    from grouparrow.dataset import GroupedDataset
 
     manifest = ds.manifest
+    storage = ds.storage
     label_type = check_label_column(manifest.schema, label_column)
+    if not storage.local:
+        _check_unchanged(ds)
     base = ds._index_file.read(columns=index_schema(manifest.key_type).names)
     schema = index_schema(manifest.key_type, label_type)
-    tmp = ds.path / f".{INDEX}.{uuid.uuid4().hex[:12]}.tmp"
+    if storage.local:  # the new index is renamed over the old: write it beside it
+        directory = Path(storage.path(manifest.index)).parent
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="grouparrow-stats-"))
+    tmp = directory / f".{INDEX}.{uuid.uuid4().hex[:12]}.tmp"
     con = duckdb.connect()
     try:
+        storage.register(con)
         with pq.ParquetWriter(tmp, schema) as writer:
             start = 0
             for info in manifest.shards:
                 part = base.slice(start, info.num_groups)
                 start += info.num_groups
                 labels = count_labels(
-                    con, ds.path / info.file, manifest.key_column, label_column, label_type
+                    con, storage.url(info.file), manifest.key_column, label_column, label_type
                 )
                 table = with_label_counts(part, labels, f"shard {info.file}")
                 writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, ds.path / INDEX)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        stats = {**manifest.stats, LABEL_COUNTS: {"column": label_column}}
+        if storage.local:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, storage.path(manifest.index))
+            write_manifest(storage, dataclasses.replace(manifest, stats=stats))
+        else:
+            _publish_index(ds, tmp, dataclasses.replace(manifest, stats=stats))
     finally:
+        tmp.unlink(missing_ok=True)
+        if not storage.local:
+            shutil.rmtree(directory, ignore_errors=True)
         con.close()
-    stats = {**manifest.stats, LABEL_COUNTS: {"column": label_column}}
-    write_manifest(ds.path, dataclasses.replace(manifest, stats=stats))
-    return open_dataset(ds.path, cache_dir=ds.cache_dir)
+    return GroupedDataset(ds._path or storage, cache_dir=ds.cache_dir)
+
+
+def _check_unchanged(ds: GroupedDataset) -> None:
+    """A remote dataset's manifest is still the one ``ds`` was opened with."""
+    if read_manifest(ds.storage).to_json() != ds.manifest.to_json():
+        raise GroupArrowError(
+            f"the manifest of {ds.storage.uri!r} changed since it was opened (rebuilt, or "
+            "stats computed by another process); open it again and retry"
+        )
+
+
+def _publish_index(ds: GroupedDataset, local: Path, manifest: Manifest) -> None:
+    """Upload the index at ``local`` under a new name beside the old, write ``manifest``
+    pointing to it, then delete the old index (a remote dataset)."""
+    storage, old = ds.storage, ds.manifest.index
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = f"index-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    folder = posixpath.dirname(old)
+    new = f"{folder}/{name}" if folder else name
+    _check_unchanged(ds)
+    storage.put_files([(local, new)])
+    try:
+        write_manifest(storage, dataclasses.replace(manifest, index=new))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            storage.delete(new)
+        raise
+    with contextlib.suppress(Exception):  # committed: a leftover is only wasted space
+        storage.delete(old)
 
 
 def group_stats(ds: GroupedDataset) -> pl.DataFrame:
@@ -185,7 +238,7 @@ def label_counts(ds: GroupedDataset) -> pl.DataFrame:
 
     if ds.manifest.label_column is None:
         raise GroupArrowError(
-            f"{ds.path} has no label counts: build it with label_column=..., or run "
+            f"{ds._where} has no label counts: build it with label_column=..., or run "
             "ds.compute_stats(label_column=...) (grouparrow stats DIR --label COLUMN)"
         )
     frame = pl.from_arrow(ds.index.select(["group_id", LABEL_COUNTS]))
@@ -249,8 +302,10 @@ def summarize(run: Callable[[str], duckdb.DuckDBPyRelation], *, labels: bool) ->
     )
 
 
-def stats(path: str | os.PathLike[str]) -> pl.DataFrame:
-    """The per-group statistics of the dataset at ``path`` (see
+def stats(
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> pl.DataFrame:
+    """The per-group statistics of the dataset at ``path``, a directory or a URI (see
     :meth:`GroupedDataset.stats`).
 
     Example:
@@ -262,4 +317,4 @@ def stats(path: str | os.PathLike[str]) -> pl.DataFrame:
     """
     from grouparrow.dataset import open as open_dataset
 
-    return open_dataset(path).stats()
+    return open_dataset(path, storage_options=storage_options).stats()

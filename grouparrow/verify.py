@@ -1,5 +1,8 @@
 """Checking a grouped dataset against its manifest: files, checksums, index, contiguity.
 
+Works on a local directory or a URI (``verify("s3://bucket/ds", storage_options=...)``):
+checksums are computed from the files streamed in pieces, never held whole.
+
 Example:
     >>> report = verify("out/fedc4-sample")     # doctest: +SKIP
     >>> report.ok, report.problems              # doctest: +SKIP
@@ -9,24 +12,26 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from grouparrow._arrow import parquet_schema, run_starts
+from grouparrow._shards import open_parquet
 from grouparrow.errors import FormatError
 from grouparrow.format import (
-    INDEX,
     LABEL_COUNTS,
+    MANIFEST,
     Manifest,
     index_schema,
     read_manifest,
-    sha256_file,
 )
+from grouparrow.storage import Storage
 
 
 @dataclass(slots=True)
@@ -55,33 +60,59 @@ class VerifyReport:
         )
 
 
-def verify(path: str | os.PathLike[str], *, checksums: bool = True) -> VerifyReport:
-    """Check the dataset at ``path``: manifest, shard sizes and SHA-256 (``checksums``),
-    the index against the data (ids, offsets, row counts), and that each group's rows are
-    contiguous. Returns a report listing every problem found, naming the file.
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    checksums: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+) -> VerifyReport:
+    """Check the dataset at ``path`` (a directory or a URI, with ``storage_options`` for its
+    filesystem): manifest, shard sizes and SHA-256 (``checksums``), the index against the
+    data (ids, offsets, row counts), and that each group's rows are contiguous. Returns a
+    report listing every problem found, naming the file.
+
+    Example:
+        >>> import grouparrow as ga, pyarrow as pa, tempfile
+        >>> out = tempfile.mkdtemp() + "/ds"
+        >>> _ = ga.build(pa.table({"u": ["a", "b", "a"]}), key="u", output=out)
+        >>> verify(out).ok
+        True
     """
     report = VerifyReport(str(path))
     try:
-        manifest = read_manifest(path)
+        storage = Storage.at(path, storage_options)
+        storage.invalidate()  # sizes as they are now, not as a listing cached them
+        manifest = read_manifest(storage)
     except (FormatError, FileNotFoundError) as exc:
         report.problems.append(str(exc))
         return report
-    root = Path(path)
-    index = _read_index(root, manifest, report)
+    files = _Files(storage, path)
+    index = _read_index(files, manifest, report)
     start = 0
     for shard, info in enumerate(manifest.shards):
         part = None
         if index is not None:
             part = index.slice(start, info.num_groups)
             start += info.num_groups
-        _check_shard(root, manifest, shard, part, checksums, report)
+        _check_shard(files, manifest, shard, part, checksums, report)
     return report
 
 
-def _read_index(root: Path, manifest: Manifest, report: VerifyReport) -> pa.Table | None:
-    path = root / INDEX
+class _Files:
+    """The dataset's files, named in messages as the user named the dataset."""
+
+    def __init__(self, storage: Storage, path: str | os.PathLike[str]) -> None:
+        self.storage = storage
+        self._local = Path(os.fspath(path).removeprefix("file://")) if storage.local else None
+
+    def name(self, rel: str) -> str:
+        return str(self._local / rel) if self._local is not None else self.storage.url(rel)
+
+
+def _read_index(files: _Files, manifest: Manifest, report: VerifyReport) -> pa.Table | None:
+    path = files.name(manifest.index)
     try:
-        index = pq.read_table(path)
+        index = open_parquet(files.storage, manifest.index).read()
     except FileNotFoundError:
         report.problems.append(f"{path}: missing")
         return None
@@ -108,7 +139,7 @@ def _read_index(root: Path, manifest: Manifest, report: VerifyReport) -> pa.Tabl
         report.problems.append(f"{path}: some group id appears more than once")
     if sum(s.num_rows for s in manifest.shards) != manifest.num_rows:
         report.problems.append(
-            f"{root}/grouparrow.json: shard row counts do not add up to num_rows"
+            f"{files.name(MANIFEST)}: shard row counts do not add up to num_rows"
         )
     if LABEL_COUNTS in index.column_names:
         _check_label_counts(path, index, report)
@@ -116,7 +147,7 @@ def _read_index(root: Path, manifest: Manifest, report: VerifyReport) -> pa.Tabl
     return index
 
 
-def _check_label_counts(path: Path, index: pa.Table, report: VerifyReport) -> None:
+def _check_label_counts(path: str, index: pa.Table, report: VerifyReport) -> None:
     """Each group's label counts add up to its rows."""
     lists = index.column(LABEL_COUNTS).combine_chunks()
     counts = pc.struct_field(pc.list_flatten(lists), "count").to_numpy()
@@ -133,7 +164,7 @@ def _check_label_counts(path: Path, index: pa.Table, report: VerifyReport) -> No
 
 
 def _check_shard(
-    root: Path,
+    files: _Files,
     manifest: Manifest,
     shard: int,
     part: pa.Table | None,
@@ -141,22 +172,24 @@ def _check_shard(
     report: VerifyReport,
 ) -> None:
     info = manifest.shards[shard]
-    path = root / info.file
+    storage = files.storage
+    path = files.name(info.file)
+    index = manifest.index
     problems = report.problems
-    if not path.is_file():
+    if not storage.is_file(info.file):
         problems.append(f"{path}: missing")
         return
-    size = path.stat().st_size
+    size = storage.size(info.file)
     if size != info.file_bytes:
         problems.append(f"{path}: {size} bytes, the manifest says {info.file_bytes}")
         return
-    if checksums and sha256_file(path) != info.sha256:
+    if checksums and storage.sha256(info.file) != info.sha256:
         problems.append(
             f"{path}: SHA-256 differs from the manifest (the file changed or is damaged)"
         )
         return
     try:
-        file = pq.ParquetFile(path)
+        file = open_parquet(storage, info.file)
         stored = parquet_schema(manifest.schema)
         if not file.schema_arrow.equals(stored, check_metadata=False):
             problems.append(f"{path}: schema differs from the manifest's")
@@ -179,13 +212,13 @@ def _check_shard(
     if pc.count_distinct(run_keys).as_py() != len(run_keys):
         problems.append(f"{path}: the rows of some group are not contiguous")
     if len(run_keys) != part.num_rows:
-        problems.append(f"{path}: {len(run_keys)} groups in the data, {part.num_rows} in {INDEX}")
+        problems.append(f"{path}: {len(run_keys)} groups in the data, {part.num_rows} in {index}")
         return
     if not run_keys.equals(part.column("group_id").combine_chunks().cast(run_keys.type)):
-        problems.append(f"{path}: group ids or their order differ from {INDEX}")
+        problems.append(f"{path}: group ids or their order differ from {index}")
     if not np.array_equal(starts, part.column("offset").to_numpy()):
-        problems.append(f"{path}: group offsets differ from {INDEX}")
+        problems.append(f"{path}: group offsets differ from {index}")
     if not np.array_equal(lengths, part.column("num_rows").to_numpy()):
-        problems.append(f"{path}: group row counts differ from {INDEX}")
+        problems.append(f"{path}: group row counts differ from {index}")
     if info.num_groups != part.num_rows:
         problems.append(f"{path}: {part.num_rows} groups, the manifest says {info.num_groups}")

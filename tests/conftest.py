@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,52 @@ def leftovers(parent: Path, name: str) -> list[str]:
     return sorted(
         p.name for p in Path(parent).iterdir() if p.name.startswith(f".{name}.grouparrow-")
     )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's) on 127.0.0.1, on a port the OS picks, for the
+    whole session: its endpoint URL. Skipped when s3fs or moto[server] is not installed."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def s3_options(endpoint: str) -> dict[str, Any]:
+    """s3fs ``storage_options`` for the test server at ``endpoint`` (explicit credentials:
+    nothing is read from the environment)."""
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+
+
+def new_bucket(endpoint: str) -> str:
+    """Create a fresh bucket on the server at ``endpoint``; its name."""
+    import boto3
+
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> tuple[str, dict[str, Any]]:
+    """``(uri_prefix, storage_options)``: ``s3://<a fresh bucket>`` on the test server."""
+    return f"s3://{new_bucket(s3_endpoint)}", s3_options(s3_endpoint)

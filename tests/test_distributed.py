@@ -218,3 +218,66 @@ def test_fault_points_do_nothing_unlisted(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("GROUPARROW_FAULTS", str(spec))
     _faults.point("map:1")  # not listed: returns
     assert not list(tmp_path.glob("*.done"))
+
+
+def test_s3_in_and_out_matches_the_local_engine(
+    faults: Path, s3: tuple[str, dict[str, Any]], tmp_path: Path, small_fragments: None
+) -> None:
+    """Inputs and output on an S3 server: map tasks upload their files under the build's
+    prefix, reduce tasks download their shard's, sort and upload the shard; the manifest,
+    written last by the driver, is the commit point; no map file is left."""
+    import fsspec
+
+    bucket, options = s3
+    table = make_table(5_000, num_keys=80, seed=7)
+    fs = fsspec.filesystem("s3", **options)
+    for i in range(2):
+        part = table.slice(i * 2500, 2500)
+        with fs.open(f"{bucket}/in/p{i}.parquet", "wb") as f:
+            pq.write_table(part, f, row_group_size=400)
+        pq.write_table(part, tmp_path / f"p{i}.parquet", row_group_size=400)
+    local = ga.build(str(tmp_path / "p*.parquet"), key="k", output=tmp_path / "l", num_shards=3)
+    out = f"{bucket}/out"
+    remote = ga.build(
+        f"{bucket}/in/*.parquet",
+        key="k",
+        output=out,
+        num_shards=3,
+        engine="ray",
+        storage_options=options,
+    )
+    assert remote.manifest.build["map_tasks"] > 2
+    assert [s.sha256 for s in remote.manifest.shards] == [s.sha256 for s in local.manifest.shards]
+    assert [g.id for g in remote.iter_groups()] == [g.id for g in local.iter_groups()]
+    assert ga.verify(out, storage_options=options).ok
+    listed = sorted(p.split("/out/", 1)[1] for p in fs.find(f"{bucket}/out"))
+    prefix = remote.manifest.index.split("/")[0]
+    assert listed == sorted(
+        ["grouparrow.json", f"{prefix}/index.parquet"]
+        + [f"{prefix}/data/shard-{i:05d}-of-00003.parquet" for i in range(3)]
+    )
+
+    def key(example: dict[str, Any]) -> str:
+        if example["i"] == 4_000:
+            raise RuntimeError("bad row")
+        return str(example["k"])
+
+    with pytest.raises(ga.KeyFunctionError, match="bad row"):
+        ga.build(
+            table, key=key, output=out, mode="overwrite", engine="ray", storage_options=options
+        )
+    assert sorted(p.split("/out/", 1)[1] for p in fs.find(f"{bucket}/out")) == listed
+
+
+def test_the_cli_builds_on_ray(
+    faults: Path, parquet_source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grouparrow.cli import main
+
+    out = str(tmp_path / "o")
+    args = ["build", parquet_source, "--key", "k", "-o", out, "--engine", "ray", "--json"]
+    code = main([*args, "--num-shards", "2", "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["num_groups"], summary["num_rows"]) == (300, 12_000)
+    assert ga.open(tmp_path / "o").manifest.build["engine"] == "ray"

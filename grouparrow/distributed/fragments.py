@@ -16,8 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,17 @@ import pyarrow as pa
 
 from grouparrow import _arrow
 from grouparrow.errors import SourceError
-from grouparrow.sources import _FILE_SHIFT, BATCH_ROWS, RowLabel, Source, _expand, file_format
+from grouparrow.sources import (
+    _FILE_SHIFT,
+    BATCH_ROWS,
+    RowLabel,
+    Source,
+    _expand,
+    file_format,
+    input_storage,
+    parquet_file,
+)
+from grouparrow.storage import Storage
 
 #: Uncompressed bytes of input per map task (Parquet row groups are not split).
 FRAGMENT_BYTES = 256 * 2**20
@@ -44,6 +55,7 @@ class Fragment:
     kind: str = "table"
     row_groups: tuple[int, ...] = ()
     table: pa.Table | None = None
+    storage: Storage | None = None  # the filesystem of a URI ``path``
 
     def describe(self) -> str:
         if self.path is None:
@@ -65,10 +77,8 @@ class Fragment:
         return Source(reader, description, row_label=self.label)
 
     def _parquet(self) -> Iterator[pa.RecordBatch]:
-        import pyarrow.parquet as pq
-
         assert self.path is not None
-        file = pq.ParquetFile(self.path)
+        file = parquet_file(self.path, self.storage)
         for batch in file.iter_batches(BATCH_ROWS, row_groups=list(self.row_groups)):
             yield _align(batch, self.schema)
 
@@ -76,6 +86,8 @@ class Fragment:
         import duckdb
 
         con = duckdb.connect(config={"threads": 1})
+        if self.storage is not None:
+            self.storage.register(con)
         try:
             function = "read_csv" if self.kind == "csv" else "read_json"
             relation = con.sql(f"SELECT * FROM {function}($path)", params={"path": self.path})
@@ -90,19 +102,22 @@ def fragments(
     schema: pa.Schema | None = None,
     *,
     target_bytes: int = FRAGMENT_BYTES,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[Fragment]:
     """``source`` cut into fragments of about ``target_bytes`` of Arrow data each.
 
     Files (paths, globs, directories of Parquet, CSV or JSON lines), ``pyarrow`` Tables and
     record batches, ``datasets.Dataset`` (without an indices mapping), Polars and pandas
     frames. ``schema``: the source's schema as the driver read it (files are cast to it).
+    Files may be URIs, read with ``storage_options``.
     """
     if isinstance(source, (str, os.PathLike)) or (
         isinstance(source, (list, tuple))
         and source
         and all(isinstance(s, (str, os.PathLike)) for s in source)
     ):
-        return _file_fragments(_expand(source), schema, target_bytes)
+        storage = input_storage(source, storage_options)
+        return _file_fragments(_expand(source, storage), schema, target_bytes, storage)
     table = _as_table(source)
     if table is None:
         raise SourceError(
@@ -148,7 +163,7 @@ def _table_fragments(table: pa.Table, target_bytes: int) -> list[Fragment]:
 
 
 def _file_fragments(
-    paths: list[str], schema: pa.Schema | None, target_bytes: int
+    paths: list[str], schema: pa.Schema | None, target_bytes: int, storage: Storage | None
 ) -> list[Fragment]:
     kinds = {file_format(p) for p in paths}
     if None in kinds or len(kinds) != 1:
@@ -157,33 +172,35 @@ def _file_fragments(
         )
     kind = kinds.pop()
     assert kind is not None
-    absolute = tuple(os.path.abspath(p) for p in paths)
+    absolute = tuple(paths if storage is not None else (os.path.abspath(p) for p in paths))
     label = RowLabel(absolute)
     if kind != "parquet":
         if schema is None:
             raise ValueError("CSV and JSON fragments need the source's schema")
         return [
-            Fragment(i, i << _FILE_SHIFT, None, schema, label, path=p, kind=kind)
+            Fragment(i, i << _FILE_SHIFT, None, schema, label, path=p, kind=kind, storage=storage)
             for i, p in enumerate(absolute)
         ]
-    import pyarrow.parquet as pq
-
     out: list[Fragment] = []
     for i, path in enumerate(absolute):
-        meta = pq.ParquetFile(path).metadata
+        meta = parquet_file(path, storage).metadata
         file_schema = schema or meta.schema.to_arrow_schema()
         row, size, first = 0, 0, 0
         groups: list[int] = []
         for rg in range(meta.num_row_groups):
             if groups and size + meta.row_group(rg).total_byte_size > target_bytes:
-                out.append(_parquet_fragment(len(out), path, i, first, groups, file_schema, label))
+                out.append(
+                    _parquet_fragment(len(out), path, i, first, groups, file_schema, label, meta)
+                )
                 groups, size, first = [], 0, row
             groups.append(rg)
             size += meta.row_group(rg).total_byte_size
             row += meta.row_group(rg).num_rows
         if groups or meta.num_row_groups == 0:
-            out.append(_parquet_fragment(len(out), path, i, first, groups, file_schema, label))
-    return out
+            out.append(
+                _parquet_fragment(len(out), path, i, first, groups, file_schema, label, meta)
+            )
+    return [dataclasses.replace(f, storage=storage) for f in out]
 
 
 def _parquet_fragment(
@@ -194,10 +211,8 @@ def _parquet_fragment(
     groups: list[int],
     schema: pa.Schema,
     label: RowLabel,
+    meta: Any,
 ) -> Fragment:
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
     rows = sum(meta.row_group(g).num_rows for g in groups)
     return Fragment(
         index,

@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import importlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def _ray() -> Any:
 
 def run(
     source: Any,
+    storage_options: Mapping[str, Any] | None,
     plan: _Plan,
     stream: _Stream,
     work: Storage,
@@ -66,7 +68,12 @@ def run(
     _check_key(plan.key_spec)
     if not ray.is_initialized():
         ray.init()
-    parts = fragments.fragments(source, stream.source_schema, target_bytes=fragments.FRAGMENT_BYTES)
+    parts = fragments.fragments(
+        source,
+        stream.source_schema,
+        target_bytes=fragments.FRAGMENT_BYTES,
+        storage_options=storage_options,
+    )
     spec = BuildSpec(
         key=plan.key_spec,
         sample=stream.first,
@@ -102,6 +109,7 @@ def run(
         writer.close()
     if not work.local:
         work.put(tmp / INDEX, INDEX)
+    work.invalidate()  # the tasks wrote there: forget cached listings
     for scratch in (MAP_DIR, REDUCE_DIR):
         work.delete(scratch)
     infos = [info for info, _ in reduced]
@@ -141,8 +149,11 @@ def _gather(ray: Any, refs: list[Any]) -> list[Any]:
     try:
         return list(ray.get(refs))
     except ray.exceptions.RayTaskError as exc:
+        # Stop the other tasks, running ones too, and wait for them: none may write into
+        # the staging location once the driver cleans it up.
         for ref in refs:
-            ray.cancel(ref)
+            ray.cancel(ref, force=True)
+        ray.wait(refs, num_returns=len(refs), timeout=60)
         cause = getattr(exc, "cause", None)
         if isinstance(cause, BaseException):
             raise cause from None

@@ -139,6 +139,7 @@ def _shard_inputs(work: Storage, directories: list[str], shard: int, scratch: Pa
     staging storage is remote)."""
     if work.local:
         return [work.root_path / d for d in directories]
+    work.invalidate()  # other tasks wrote there: forget cached listings
     local = []
     for n, directory in enumerate(directories):
         part = f"{directory}/__ga_shard={shard}"
