@@ -71,13 +71,26 @@ class ShardWriter:
             raise self._error
         if not batch.num_rows:
             return
-        if self._target_rows is None:
-            per_row = max(batch.nbytes / batch.num_rows, 1.0)
-            low, high = ROW_GROUP_ROWS
-            self._target_rows = int(min(max(self._target_bytes / per_row, low), high))
         self._buffer.append(batch)
         self._buffered += batch.num_rows
         self.num_rows += batch.num_rows
+        if self._target_rows is None and self._buffered >= ROW_GROUP_ROWS[1]:
+            self._target_rows = self._estimate()
+        self._drain()
+
+    def _estimate(self) -> int:
+        """Rows per row group, from the bytes of the first rows. The file depends only on
+        the rows, not on how they came in batches (a distributed build writes the same bytes
+        as a local one)."""
+        first = pa.Table.from_batches(self._buffer).slice(0, ROW_GROUP_ROWS[1])
+        per_row = max(first.nbytes / max(first.num_rows, 1), 1.0)
+        low, high = ROW_GROUP_ROWS
+        return int(min(max(self._target_bytes / per_row, low), high))
+
+    def _drain(self) -> None:
+        """Send every full row group to the writer thread."""
+        if self._target_rows is None:
+            return
         while self._buffered >= self._target_rows:
             table = pa.Table.from_batches(self._buffer)
             cut = self._cut(table)
@@ -98,6 +111,10 @@ class ShardWriter:
 
     def close(self) -> tuple[int, int, str]:
         """Write what is left, finish the file; returns ``(rows, file bytes, sha256)``."""
+        if self._buffered and self._error is None:
+            if self._target_rows is None:
+                self._target_rows = self._estimate()
+            self._drain()
         if self._buffered and self._error is None:
             self._queue.put(pa.Table.from_batches(self._buffer))
         self._buffer, self._buffered = [], 0
@@ -125,6 +142,8 @@ class ShardWriter:
             if self._error is not None:
                 continue  # drain: the main thread will raise the error
             try:
+                # One chunk per column: pages are cut by size, not at the input's batches.
+                table = table.combine_chunks()
                 self._writer.write_table(table, row_group_size=table.num_rows)
             except BaseException as exc:  # re-raised by the main thread
                 self._error = exc
