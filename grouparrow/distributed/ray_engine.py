@@ -24,7 +24,7 @@ import copy
 import dataclasses
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +90,14 @@ def run(
     )
     spec_ref = ray.put(spec)
     progress.set_phase(f"partitioning ({len(parts)} map tasks)")
-    maps = _gather(ray, [remote_map.remote(spec_ref, part) for part in parts])
+    maps = _gather(ray, lambda part: remote_map.remote(spec_ref, part), parts)
     directories = [m.directory for m in sorted(maps, key=lambda m: m.fragment)]
     reduce_plan = _without_udfs(plan)
     progress.set_phase(f"clustering ({plan.num_shards} reduce tasks)")
     reduced = _gather(
         ray,
-        [
-            remote_reduce.remote(spec_ref, reduce_plan, shard, directories)
-            for shard in range(plan.num_shards)
-        ],
+        lambda shard: remote_reduce.remote(spec_ref, reduce_plan, shard, directories),
+        range(plan.num_shards),
     )
     writer = pq.ParquetWriter(tmp / INDEX, index_schema(plan.schema.field(0).type, plan.label_type))
     try:
@@ -144,20 +142,38 @@ def _check_key(spec: Any) -> None:
 _WINDOW = re.compile(r"\bover\s*\(", re.IGNORECASE)
 
 
-def _gather(ray: Any, refs: list[Any]) -> list[Any]:
-    """The tasks' results; the first error stops the build (the user's error, unwrapped)."""
-    try:
-        return list(ray.get(refs))
-    except ray.exceptions.RayTaskError as exc:
-        # Stop the other tasks, running ones too, and wait for them: none may write into
-        # the staging location once the driver cleans it up.
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        ray.wait(refs, num_returns=len(refs), timeout=60)
-        cause = getattr(exc, "cause", None)
+def _gather(ray: Any, submit: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``submit(item)`` for each item, at most two tasks per cluster CPU in flight; their
+    results in order. After the first error no task is submitted, those in flight are
+    waited for (none may write into the staging location once the driver cleans it up),
+    and the error is raised (the user's, unwrapped). Tasks are never cancelled: cancelling
+    made Ray 2.60's driver abort ("Tried to complete task that was not pending")."""
+    window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    results: list[Any] = [None] * len(items)
+    pending: dict[Any, int] = {}
+    queue = iter(enumerate(items))
+    error: BaseException | None = None
+    while True:
+        while error is None and len(pending) < window:
+            entry = next(queue, None)
+            if entry is None:
+                break
+            pending[submit(entry[1])] = entry[0]
+        if not pending:
+            break
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            n = pending.pop(ref)
+            try:
+                results[n] = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                error = error or exc
+    if error is not None:
+        cause = getattr(error, "cause", None)
         if isinstance(cause, BaseException):
             raise cause from None
-        raise
+        raise error
+    return results
 
 
 def _without_udfs(plan: _Plan) -> _Plan:
