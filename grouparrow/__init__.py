@@ -19,6 +19,7 @@ from grouparrow.counts import group_counts
 from grouparrow.dataset import GroupedDataset, PartitionedDataset, open
 from grouparrow.errors import (
     CorruptDatasetError,
+    DatasetReplacedError,
     FormatError,
     GroupArrowError,
     GroupNotFoundError,
@@ -32,6 +33,7 @@ from grouparrow.errors import (
     SourceError,
     TensorShapeError,
 )
+from grouparrow.gc import gc
 from grouparrow.group import Group
 from grouparrow.keys import batch_key_fn, key_fn, key_hash, shard_of, sql
 from grouparrow.statistics import stats
@@ -39,6 +41,7 @@ from grouparrow.verify import VerifyReport, verify
 
 __all__ = [
     "CorruptDatasetError",
+    "DatasetReplacedError",
     "FormatError",
     "Group",
     "GroupArrowError",
@@ -59,6 +62,7 @@ __all__ = [
     "batch_key_fn",
     "build",
     "examples",
+    "gc",
     "group_counts",
     "hf_dataset",
     "key_fn",

@@ -2,6 +2,7 @@
 
     grouparrow stats DIR [--json] [--label COLUMN]
     grouparrow sql DIR "QUERY" [--format table|csv|json] [--limit N] [--param NAME=VALUE]
+                             [--allow-write]
     grouparrow plot DIR --kind sizes|labels --output FILE [--measure M] [--groups N]
     grouparrow counts SOURCE... --key EXPR [--label COLUMN] [--output FILE] [--json]
 
@@ -98,7 +99,9 @@ def add_commands(commands: Any) -> None:
         description="Run QUERY with the views examples (every row), groups (the index: "
         "group_id, shard, offset, num_rows, num_bytes, num_words[, label_counts]) and, with "
         "label counts, labels (group_id, label, count); grouparrow's macros (ga_gini, "
-        "ga_size_quantiles, ga_label_entropy, ga_label_skew, ...) are installed.",
+        "ga_size_quantiles, ga_label_entropy, ga_label_skew, ...) are installed. Only "
+        "statements that read run (SELECT, EXPLAIN, read-only PRAGMAs), unless --allow-write; "
+        "they can still read any file this process can.",
     )
     sql.add_argument("path", metavar="DIR", help="dataset directory or URI")
     add_storage_options(sql)
@@ -119,6 +122,12 @@ def add_commands(commands: Any) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="bind $NAME to VALUE (a JSON number, true/false/null, else text); repeatable",
+    )
+    sql.add_argument(
+        "--allow-write",
+        action="store_true",
+        help="also run statements that write or change things: COPY ... TO, CREATE, INSERT, "
+        "ATTACH, INSTALL/LOAD, SET, EXPORT, ... (default: refused, exit status 2)",
     )
     sql.set_defaults(run=_sql_command)
 
@@ -211,9 +220,19 @@ def _print_summary(frame: Any, about: dict[str, Any], as_json: bool) -> None:
 
 
 def _sql_command(args: argparse.Namespace) -> int:
+    read_only = not args.allow_write
+    if read_only:  # before the dataset is opened: refused whatever DIR holds
+        _query.check_read_only(args.query)
     ds = ga.open(args.path, storage_options=args.storage_options)
     params = dict(_param(p) for p in args.param) or None
-    relation = ds.sql(args.query, params)
+    con = _query.connect(ds, read_only=read_only)
+    try:
+        return _print_query(_query.run(con, args.query, params, read_only=read_only), args)
+    finally:
+        con.close()
+
+
+def _print_query(relation: duckdb.DuckDBPyRelation, args: argparse.Namespace) -> int:
     if args.format == "table":
         if args.limit < 0:
             raise ValueError(f"--limit {args.limit} must be >= 0")

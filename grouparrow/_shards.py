@@ -33,12 +33,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grouparrow import _arrow
-from grouparrow.errors import CorruptDatasetError
-from grouparrow.format import Manifest, sha256_file
+from grouparrow.errors import CorruptDatasetError, FormatError, GroupArrowError
+from grouparrow.format import (
+    DatasetReplacedError,
+    Manifest,
+    ManifestStamp,
+    manifest_stamp,
+    open_manifest,
+    replaced_error,
+    sha256_file,
+)
 from grouparrow.storage import Storage
 
 _OPEN_FILES = 64
@@ -79,29 +89,220 @@ def default_cache_dir() -> Path:
     return Path(base) / "grouparrow"
 
 
+def same_shards(a: Manifest, b: Manifest) -> bool:
+    """Whether two manifests list the same shard files (names, sizes, checksums, rows).
+
+    Example:
+        >>> same_shards(ds.manifest, ds.manifest)                      # doctest: +SKIP
+        True
+    """
+
+    def identity(m: Manifest) -> list[tuple[Any, ...]]:
+        return [(s.file, s.file_bytes, s.sha256, s.num_rows, s.num_groups) for s in m.shards]
+
+    return identity(a) == identity(b)
+
+
 def open_parquet(
     storage: Storage, rel: str, metadata: pq.FileMetaData | None = None
 ) -> pq.ParquetFile:
-    """The Parquet file ``rel`` of ``storage``: a local file by path (PyArrow's own reader);
-    a remote one without read-ahead, its column chunks fetched with ``pre_buffer`` (a row
-    group's chunks coalesced into one request)."""
+    """The Parquet file ``rel`` of ``storage``, its pages' CRC-32 checked as they are read: a
+    local file by path (PyArrow's own reader); a remote one without read-ahead, its column
+    chunks fetched with ``pre_buffer`` (a row group's chunks coalesced into one request)."""
     if storage.local:
-        return pq.ParquetFile(storage.path(rel), metadata=metadata)
-    return pq.ParquetFile(storage.open_ranges(rel), metadata=metadata, pre_buffer=True)
+        return pq.ParquetFile(storage.path(rel), metadata=metadata, page_checksum_verification=True)
+    return pq.ParquetFile(
+        storage.open_ranges(rel),
+        metadata=metadata,
+        pre_buffer=True,
+        page_checksum_verification=True,
+    )
+
+
+#: What reading a damaged Parquet file raises: Arrow's errors, I/O errors, and
+#: ``UnicodeDecodeError`` (a ``ValueError``) from a damaged footer's key-value metadata.
+READ_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError)
+
+
+@dataclass(slots=True)
+class CheckedFile:
+    """A Parquet file opened once and checked against the manifest (:func:`open_checked`):
+    ``handle`` is what every reader of it reads through (locally one open file, so a
+    dataset replaced later cannot swap it), ``file`` its reader, ``size`` its bytes."""
+
+    handle: Any
+    file: pq.ParquetFile
+    size: int
+
+    def reader(self, storage: Storage, rel: str) -> pq.ParquetFile:
+        """Another reader of the same file (for a thread of its own): locally on the same
+        open file (positional reads are thread-safe), remotely a new ranged file."""
+        if storage.local:
+            return pq.ParquetFile(
+                self.handle, metadata=self.file.metadata, page_checksum_verification=True
+            )
+        return open_parquet(storage, rel, self.file.metadata)
+
+    def sha256(self) -> str:
+        """The SHA-256 of the whole file, read in pieces through the handle."""
+        return _sha256(self.handle, 0, self.size)
+
+
+_HASH_PIECE = 4 * 2**20
+
+
+def _read_range(handle: Any, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of an open file (positional where it can)."""
+    if isinstance(handle, pa.NativeFile):
+        return bytes(handle.read_at(length, offset))
+    handle.seek(offset)
+    return bytes(handle.read(length))
+
+
+def _sha256(handle: Any, offset: int, length: int) -> str:
+    """The SHA-256 of ``length`` bytes at ``offset`` of an open file, read in pieces."""
+    digest = hashlib.sha256()
+    for start in range(offset, offset + length, _HASH_PIECE):
+        digest.update(_read_range(handle, start, min(_HASH_PIECE, offset + length - start)))
+    return digest.hexdigest()
+
+
+def open_checked(
+    storage: Storage,
+    rel: str,
+    label: str,
+    *,
+    file_bytes: int | None,
+    tail_bytes: int = 0,
+    tail_sha256: str = "",
+    sha256: str = "",
+    num_rows: int,
+    rows_noun: str = "",
+    schema: pa.Schema | None = None,
+    current: Callable[[], None] = lambda: None,
+) -> CheckedFile:
+    """Open the Parquet file ``rel`` (named ``label`` in messages) and check it against what
+    the manifest records: its size (``file_bytes``; ``None``: not recorded), the SHA-256 of
+    its tail (``tail_sha256``: page index and footer) or, given ``sha256``, of all of it,
+    its row count and its schema. ``current()`` runs once the file is open (locally: a
+    :class:`~grouparrow.format.DatasetReplacedError` if the dataset was replaced since it was
+    opened). A missing file, one that cannot be parsed or that fails a check is a
+    :class:`CorruptDatasetError` naming it. The file's pages are CRC-checked when read.
+
+    Example:
+        >>> ds = ga.open(out)                                              # doctest: +SKIP
+        >>> checked = open_checked(ds.storage, "index.parquet", "index", file_bytes=None,
+        ...                        num_rows=ds.num_groups)                 # doctest: +SKIP
+    """
+    damaged = "the dataset is damaged: run grouparrow verify, and rebuild it"
+    try:
+        if storage.local:
+            handle: Any = pa.OSFile(storage.path(rel))
+        else:
+            handle = storage.open_ranges(rel)
+    except FileNotFoundError:
+        current()
+        raise CorruptDatasetError(
+            f"{label} is missing; the dataset is damaged: rebuild it"
+        ) from None
+    except READ_ERRORS as exc:
+        current()
+        raise CorruptDatasetError(f"{label} cannot be opened ({exc}); {damaged}") from exc
+    try:
+        return _check(
+            storage,
+            rel,
+            label,
+            handle,
+            file_bytes,
+            tail_bytes,
+            tail_sha256,
+            sha256,
+            num_rows,
+            rows_noun,
+            schema,
+            current,
+        )
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _check(
+    storage: Storage,
+    rel: str,
+    label: str,
+    handle: Any,
+    file_bytes: int | None,
+    tail_bytes: int,
+    tail_sha256: str,
+    sha256: str,
+    num_rows: int,
+    rows_noun: str,
+    schema: pa.Schema | None,
+    current: Callable[[], None],
+) -> CheckedFile:
+    """:func:`open_checked`'s checks of the file open as ``handle``."""
+    damaged = "the dataset is damaged: run grouparrow verify, and rebuild it"
+    current()
+    size = handle.size() if isinstance(handle, pa.NativeFile) else getattr(handle, "size", None)
+    if size is None:
+        size = storage.size(rel)
+    problem = None
+    try:
+        if file_bytes is not None and size != file_bytes:
+            problem = f"{label} has {size:,} bytes but the manifest says {file_bytes:,}"
+        elif sha256:
+            if _sha256(handle, 0, size) != sha256:
+                problem = f"{label} does not match its SHA-256 in the manifest"
+        elif tail_sha256 and _sha256(handle, size - tail_bytes, tail_bytes) != tail_sha256:
+            problem = (
+                f"{label}: its footer or page index does not match their checksum in the manifest"
+            )
+        file = pq.ParquetFile(handle, pre_buffer=not storage.local, page_checksum_verification=True)
+        rows = file.metadata.num_rows
+        stored = file.schema_arrow
+    except READ_ERRORS as exc:
+        raise CorruptDatasetError(
+            f"{problem or f'{label} cannot be read ({exc})'}; {damaged}"
+        ) from exc
+    if rows != num_rows:
+        noun = f" {rows_noun}" if rows_noun else ""
+        raise CorruptDatasetError(
+            f"{label} has {rows} rows but the manifest lists {num_rows}{noun}; the dataset is "
+            "damaged: rebuild it"
+        )
+    if problem is None and schema is not None and not stored.equals(schema, check_metadata=False):
+        problem = f"{label} has the schema {stored}, not the manifest's {schema}"
+    if problem is not None:
+        raise CorruptDatasetError(f"{problem}; {damaged}")
+    return CheckedFile(handle, file, size)
 
 
 class ParquetShards:
-    """The shard files of a dataset, opened on demand (at most 64 at once).
+    """The shard files of a dataset, opened on demand (at most 64 at once) and checked
+    against the manifest when opened (:func:`open_checked`: size, tail checksum, rows,
+    schema); their pages' CRC-32 are checked as they are read.
 
-    ``storage`` is where the dataset lives (a local directory may be given as a path)."""
+    ``storage`` is where the dataset lives (a local directory may be given as a path);
+    ``stamp`` identifies the manifest read (:func:`~grouparrow.format.open_manifest`): a
+    local shard opened once the dataset was replaced there is refused with a
+    :class:`~grouparrow.format.DatasetReplacedError` instead of mixing two datasets."""
 
-    def __init__(self, storage: Storage | str | os.PathLike[str], manifest: Manifest) -> None:
+    def __init__(
+        self,
+        storage: Storage | str | os.PathLike[str],
+        manifest: Manifest,
+        stamp: ManifestStamp | None = None,
+    ) -> None:
         self.storage = storage if isinstance(storage, Storage) else Storage.at(storage)
         self.manifest = manifest
+        self.stamp = stamp
         self.schema = manifest.schema
         # Parquet stores a few types in another form (timestamp[s] as [ms]): cast them back.
-        self._restore = not _arrow.parquet_schema(self.schema).equals(self.schema)
-        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._stored = _arrow.parquet_schema(self.schema)
+        self._restore = not self._stored.equals(self.schema)
+        self._files: OrderedDict[int, CheckedFile] = OrderedDict()
         self._starts: OrderedDict[int, list[int]] = OrderedDict()
         self._pid = os.getpid()  # remote files opened by a parent process: reopen them
         # A Parquet reader is not safe to use from two threads at once (fetches from several
@@ -136,7 +337,8 @@ class ParquetShards:
 
         def read() -> pa.Table:
             with self._lock:
-                return self._file(shard).read_row_group(part, columns=columns, use_threads=False)
+                file = self._checked(shard).file
+                return file.read_row_group(part, columns=columns, use_threads=False)
 
         return one_batch(self._restored(shard, read))
 
@@ -146,21 +348,23 @@ class ParquetShards:
         """The rows of row groups ``first .. end - 1`` of a shard, in order, as batches.
 
         Row groups are decoded a chunk (~``SCAN_CHUNK_BYTES``) at a time on background
-        threads, ``SCAN_AHEAD`` chunks at once (each thread with a reader of its own), while
-        the caller works on the chunk before: at most ``SCAN_AHEAD + 1`` chunks are held.
-        (Arrow's dataset scanner reads a whole shard ahead of a slower consumer: unbounded
-        memory.)"""
+        threads, ``SCAN_AHEAD`` chunks at once (each thread with a reader of its own, of the
+        same open file), while the caller works on the chunk before: at most
+        ``SCAN_AHEAD + 1`` chunks are held. (Arrow's dataset scanner reads a whole shard
+        ahead of a slower consumer: unbounded memory.)"""
         chunks = self._chunks(shard, first, end)
         if not chunks:
             return
-        rel, meta = self.manifest.shards[shard].file, self._metadata(shard)
+        rel = self.manifest.shards[shard].file
+        with self._lock:
+            checked = self._checked(shard)
         readers = threading.local()
 
         def read(parts: list[int]) -> pa.Table:
             def decode() -> pa.Table:
                 file = getattr(readers, "file", None)
                 if file is None:
-                    file = readers.file = open_parquet(self.storage, rel, meta)
+                    file = readers.file = checked.reader(self.storage, rel)
                 return file.read_row_groups(parts, columns=columns)
 
             return self._restored(shard, decode)
@@ -194,7 +398,9 @@ class ParquetShards:
         """``read()``'s table with the dataset's types; a damaged file's error named."""
         try:
             table = read()
-        except (pa.ArrowException, OSError) as exc:
+        except GroupArrowError:
+            raise
+        except READ_ERRORS as exc:
             raise self.damaged(shard, exc) from exc
         if not self._restore:
             return table
@@ -205,33 +411,95 @@ class ParquetShards:
 
     def _metadata(self, shard: int) -> pq.FileMetaData:
         with self._lock:
-            return self._file(shard).metadata
+            return self._checked(shard).file.metadata
 
-    def _file(self, shard: int) -> pq.ParquetFile:
+    def _checked(self, shard: int) -> CheckedFile:
         if self._pid != os.getpid():  # forked: the parent's remote files do not work here
             self._files, self._pid = OrderedDict(), os.getpid()
-        file = self._files.get(shard)
-        if file is None:
-            path = self.file_path(shard)
-            try:
-                file = open_parquet(self.storage, self.manifest.shards[shard].file)
-            except FileNotFoundError:
-                raise CorruptDatasetError(
-                    f"shard file {path} is missing; the dataset is damaged: rebuild it"
-                ) from None
-            except (pa.ArrowException, OSError) as exc:
-                raise self.damaged(shard, exc) from exc
-            if file.metadata.num_rows != self.manifest.shards[shard].num_rows:
-                raise CorruptDatasetError(
-                    f"shard file {path} has {file.metadata.num_rows} rows but the manifest "
-                    f"lists {self.manifest.shards[shard].num_rows}; the dataset is damaged"
-                )
-            remember(self._files, shard, file, _OPEN_FILES)
-        return file
+        checked = self._files.get(shard)
+        if checked is None:
+            checked = self.open_shard(shard)
+            remember(self._files, shard, checked, _OPEN_FILES)
+        return checked
 
-    def damaged(self, shard: int, exc: BaseException) -> CorruptDatasetError:
-        return CorruptDatasetError(
-            f"shard file {self.file_path(shard)} cannot be read ({exc}); run grouparrow verify"
+    def open_shard(self, shard: int) -> CheckedFile:
+        """Open and check a shard file (not kept: :meth:`read` and :meth:`scan` keep theirs).
+
+        Example:
+            >>> shards.open_shard(0).size == shards.manifest.shards[0].file_bytes  # doctest: +SKIP
+            True
+        """
+        info = self.manifest.shards[shard]
+        try:
+            return open_checked(
+                self.storage,
+                info.file,
+                f"shard file {self.file_path(shard)}",
+                file_bytes=info.file_bytes,
+                tail_bytes=info.tail_bytes,
+                tail_sha256=info.tail_sha256,
+                num_rows=info.num_rows,
+                schema=self._stored,
+                current=self.check_current,
+            )
+        except CorruptDatasetError as exc:
+            raise self.replaced_or(exc) from exc.__cause__
+
+    def check_current(self) -> None:
+        """A :class:`~grouparrow.format.DatasetReplacedError` if the dataset at the location
+        is no longer the one read (checked locally, where a rebuild replaces the files in
+        place; an object-store build writes new files under a new prefix). See
+        :meth:`changed`."""
+        if self.storage.local:
+            self.changed()
+
+    def changed(self) -> tuple[Manifest, ManifestStamp] | None:
+        """The manifest now at the dataset's location and its stamp when it is not the one
+        read but lists the same shard files (``compute_stats`` rewrote the index and the
+        manifest: the shards are as they were); ``None`` when it is the one read. A
+        :class:`~grouparrow.format.DatasetReplacedError` when the dataset was replaced
+        (rebuilt: other shards, or none there now).
+
+        Example:
+            >>> shards.changed() is None                        # doctest: +SKIP
+            True
+        """
+        if self.stamp is None:
+            return None
+        if self.storage.local and manifest_stamp(self.storage) == self.stamp:
+            return None
+        try:
+            current, stamp = open_manifest(self.storage)
+        except (FormatError, FileNotFoundError):
+            raise replaced_error(self.storage.uri) from None
+        if stamp == self.stamp:
+            return None
+        if not same_shards(current, self.manifest):
+            raise replaced_error(self.storage.uri)
+        return current, stamp
+
+    def replaced_or(self, error: FormatError) -> FormatError:
+        """``error``, or a :class:`~grouparrow.format.DatasetReplacedError` when the dataset
+        was replaced since it was opened (the likelier cause of a missing or changed file)."""
+        try:
+            self.changed()
+        except DatasetReplacedError as replaced:
+            replaced.__cause__ = error
+            return replaced
+        return error
+
+    def sha256(self, shard: int) -> str:
+        """The SHA-256 of a shard file, read through the file the reader opened."""
+        with self._lock:
+            checked = self._checked(shard)
+        return checked.sha256()
+
+    def damaged(self, shard: int, exc: BaseException) -> FormatError:
+        return self.replaced_or(
+            CorruptDatasetError(
+                f"shard file {self.file_path(shard)} cannot be read ({exc}); the dataset is "
+                "damaged: run grouparrow verify"
+            )
         )
 
 
@@ -319,8 +587,10 @@ class ArrowCache:
         expected = self.source.manifest.shards[shard].sha256
         self.directory.mkdir(parents=True, exist_ok=True)
         if storage.local:
-            if sha256_file(source) != expected:
-                raise self._mismatch(source)
+            # Hashed through the file the reader opened and converts from: the bytes checked
+            # are the bytes cached, even if the dataset is replaced meanwhile.
+            if self.source.sha256(shard) != expected:
+                raise self.source.replaced_or(self._mismatch(source))
             parts = len(self.source.starts(shard)) - 1
             self._convert(expected, parts, lambda part: self.source.read(shard, part))
             return
@@ -331,14 +601,16 @@ class ArrowCache:
             try:
                 storage.get(self.source.manifest.shards[shard].file, download)
             except FileNotFoundError:
-                raise CorruptDatasetError(
-                    f"shard file {source} is missing; the dataset is damaged: rebuild it"
+                raise self.source.replaced_or(
+                    CorruptDatasetError(
+                        f"shard file {source} is missing; the dataset is damaged: rebuild it"
+                    )
                 ) from None
             if sha256_file(download) != expected:
-                raise self._mismatch(source)
+                raise self.source.replaced_or(self._mismatch(source))
             try:
                 file = pq.ParquetFile(download)
-            except (pa.ArrowException, OSError) as exc:
+            except READ_ERRORS as exc:
                 raise self.source.damaged(shard, exc) from exc
 
             def read(part: int) -> pa.RecordBatch:

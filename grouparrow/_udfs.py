@@ -12,9 +12,11 @@ Example:
 from __future__ import annotations
 
 import abc
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from grouparrow import _sql
@@ -82,12 +84,54 @@ def raised_message(name: str, exc: BaseException, row: str, example: Mapping[str
 
 
 def python_type_name(value: Any) -> KeyType | None:
+    """The key type of a value a key function returned (NumPy integers are integers;
+    ``bool`` is not), or ``None`` when it is not a key.
+
+    Example:
+        >>> python_type_name("a"), python_type_name(b"a"), python_type_name(3), python_type_name(True)
+        ('string', 'binary', 'int64', None)
+    """  # noqa: E501
     if isinstance(value, str):
         return "string"
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "binary"
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         return "int64"
+    return None
+
+
+INT64_RANGE = (-(2**63), 2**63 - 1)
+#: The Python types of a batch of keys that need no closer look, by key type.
+_EXACT: dict[str, set[type]] = {"string": {str, type(None)}, "binary": {bytes, type(None)}}
+
+
+def unusable_key(value: Any, type_name: KeyType) -> tuple[str, str] | None:
+    """Why ``value``, returned by a key function whose keys are ``type_name``, cannot be a
+    key: ``(the value as shown, the reason)``; ``None`` when it can, or is null.
+
+    Example:
+        >>> unusable_key(2**64, "int64")[1]
+        ', outside the range of int64 keys; return keys this large as str'
+    """
+    if value is None:
+        return None
+    kind = python_type_name(value)
+    shown = f"{type(value).__name__} {value!r}"
+    if kind != type_name:
+        return shown, (
+            f", but {type_name} keys for the first rows; return one type for every row "
+            "(str, bytes or int), or declare it with ga.key_fn(fn, type=...)"
+        )
+    if kind == "int64" and not INT64_RANGE[0] <= int(value) <= INT64_RANGE[1]:
+        return shown, ", outside the range of int64 keys; return keys this large as str"
+    if kind == "string":
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"str {value[:60]!r}", (
+                f", which is not Unicode text ({exc.reason} at position {exc.start}); return "
+                "such keys as bytes"
+            )
     return None
 
 
@@ -196,10 +240,22 @@ class ExampleUDF(KeyUDF):
         except Exception as exc:
             self.failure = self._locate_raise(cols, rows, exc)
             raise
+        exact = _EXACT.get(self.type_name)
+        if exact is not None and not set(map(type, keys)) <= exact:
+            # PyArrow would take a str for a binary key (its UTF-8) and bytes for a string
+            # key: a function returning both is refused, as on its first rows.
+            error = self._unusable(keys, cols, rows)
+            if error is not None:
+                self.failure = error
+                raise error
         try:
             return pa.array(keys, type=self.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
-            self.failure = self._locate_type(keys, cols, rows, exc)
+        except (pa.ArrowException, TypeError, OverflowError, ValueError) as exc:
+            # ValueError: a str that is not Unicode text (UnicodeEncodeError)
+            self.failure = self._unusable(keys, cols, rows) or KeyFunctionError(
+                f"key function {self.name} returned unusable keys: {exc}"
+            )
+            self.failure.__cause__ = exc
             raise
 
     def _row(self, cols: list[list[Any]], i: int) -> dict[str, Any]:
@@ -229,22 +285,19 @@ class ExampleUDF(KeyUDF):
         error.__cause__ = exc
         return error
 
-    def _locate_type(
-        self, keys: list[Any], cols: list[list[Any]], rows: pa.ChunkedArray, exc: Exception
-    ) -> KeyFunctionError:
+    def _unusable(
+        self, keys: list[Any], cols: list[list[Any]], rows: pa.ChunkedArray
+    ) -> KeyFunctionError | None:
+        """The error naming the first row whose key is unusable, if any."""
         for i, value in enumerate(keys):
-            if value is not None and python_type_name(value) != self.type_name:
-                error = KeyFunctionError(
-                    f"key function {self.name} returned {type(value).__name__} {value!r} for "
-                    f"{self.row_label(rows[i].as_py())} ({preview(self._row(cols, i))}), but "
-                    f"{self.type_name} keys for the first rows; return one type for every row "
-                    "(str, bytes or int), or declare it with ga.key_fn(fn, type=...)"
+            problem = unusable_key(value, self.type_name)
+            if problem is not None:
+                shown, reason = problem
+                return KeyFunctionError(
+                    f"key function {self.name} returned {shown} for "
+                    f"{self.row_label(rows[i].as_py())} ({preview(self._row(cols, i))}){reason}"
                 )
-                break
-        else:
-            error = KeyFunctionError(f"key function {self.name} returned unusable keys: {exc}")
-        error.__cause__ = exc
-        return error
+        return None
 
 
 class BatchUDF(KeyUDF):

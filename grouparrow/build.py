@@ -9,8 +9,12 @@ bytes, words) and checks that every group's rows came out contiguous. With one s
 source is sorted directly and the map step is skipped.
 
 Everything is written under a temporary directory next to the output; the manifest is
-written last and the directory renamed into place, so a failed or interrupted build leaves
-no partial output and the previous output (``mode="overwrite"``) untouched.
+written last and the directory renamed into place (see :mod:`grouparrow._commit`), so a
+failed or interrupted build, even one killed with SIGKILL, leaves no partial output and the
+previous output (``mode="overwrite"``) untouched. A killed build's leftovers are deleted by
+the next build to the same output, or by :func:`grouparrow.gc`. The engine calls
+:func:`grouparrow._faults.point` at each step (``"map:done"``, ``"reduce:<shard>:start"``,
+...), so that tests can kill it there.
 
 Example:
     >>> import pyarrow as pa, tempfile, os
@@ -39,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from grouparrow import _arrow, _sql, _tensors
+from grouparrow import _arrow, _faults, _sql, _tensors
 from grouparrow._commit import check_output, commit, new_build_id, staging_directory
 from grouparrow._progress import Progress
 from grouparrow._writer import GroupRuns, ShardWriter
@@ -57,6 +61,7 @@ from grouparrow.format import (
     index_schema,
     shard_file,
 )
+from grouparrow.gc import gc, recover
 from grouparrow.keys import Key, KeySpec, PreparedKey, resolve
 from grouparrow.sources import RowLabel, Source, open_source
 from grouparrow.statistics import check_label_column, count_labels, with_label_counts
@@ -77,7 +82,8 @@ _FLUSH_ROWS = (2_048, 131_072)
 #: DuckDB memory per thread. Measured (DuckDB 2.0.1, ~420-byte rows): under its 91 MiB
 #: share of a 128 MB budget the reduce step's sort runs out of memory with 2 threads and the
 #: map step with 8; under 183 MiB (256 MB) the sort with 2; 212 MiB (290 MB) sorts with 2.
-_THREAD_MEMORY = 96 * 2**20
+#: With 1 KB rows a 300 MB shard needs ~350 MB for 2 threads (tests/reliability).
+_THREAD_MEMORY = 160 * 2**20
 _RESERVED = "__ga_"
 _NULL_MARK = "grouparrow:null-key:"
 _PREVIEW_COLUMNS = 8
@@ -195,6 +201,8 @@ def build(
         mode, on_null, num_shards, key_column, row_group_bytes, memory_limit, threads
     )
     out = Storage.at(output, storage_options if is_uri(output) else None)
+    if out.local:
+        recover(out.root_path)  # an overwrite killed between its two renames: undo it
     check_output(out, mode)
     started = time.monotonic()
     reporter = Progress(progress)
@@ -207,7 +215,9 @@ def build(
     )
     stream = _Stream(src, reporter)
     shards = num_shards or _auto_shards(src.size_hint, options.memory_limit)
-    tmp = staging_directory(out, temp_directory)
+    staging = staging_directory(out, temp_directory)
+    tmp = staging.path
+    _faults.point("build:staged")
     con = None
     uploaded: str | None = None  # a distributed build's prefix on an object-store output
     committing = False
@@ -293,6 +303,12 @@ def build(
             with contextlib.suppress(Exception):
                 out.child(uploaded).delete()
         raise
+    finally:
+        staging.close()
+    if out.local:
+        with contextlib.suppress(OSError):  # committed: leftovers are only wasted space
+            gc(out.root_path)  # what killed builds to this output left
+    _faults.point("build:cleaned")
     return open_dataset(out.uri, storage_options=storage_options)
 
 
@@ -500,7 +516,7 @@ class _Stream:
                     self.rows += n
                     self._progress.add_rows(n)
                 batch = next(batches, None)
-        except Exception as exc:
+        except BaseException as exc:  # a Ctrl-C in the source's iterator included
             self.failure = exc
             raise
 
@@ -627,15 +643,20 @@ def _run(
     the same two steps as tasks)."""
     if plan.num_shards > 1:
         progress.set_phase("partitioning")
+        _faults.point("map:start")
         map_fragment(con, plan, stream, tmp / "_map")
+        _faults.point("map:done")
     (tmp / "data").mkdir(exist_ok=True)
     index_writer = pq.ParquetWriter(
-        tmp / INDEX, index_schema(plan.schema.field(0).type, plan.label_type)
+        tmp / INDEX,
+        index_schema(plan.schema.field(0).type, plan.label_type),
+        write_page_checksum=True,
     )
     infos: list[ShardInfo] = []
     try:
         for shard in range(plan.num_shards):
             progress.set_phase(f"clustering shard {shard + 1}/{plan.num_shards}")
+            _faults.point(f"reduce:{shard}:start")
             if plan.num_shards == 1:
                 rows_sql: str | None = plan.keyed_sql
             else:
@@ -645,8 +666,10 @@ def _run(
             infos.append(info)
             if plan.num_shards > 1:
                 shutil.rmtree(tmp / "_map" / f"__ga_shard={shard}", ignore_errors=True)
+            _faults.point(f"reduce:{shard}:done")
     finally:
         index_writer.close()
+    _faults.point("index:done")
     return infos, sum(info.num_bytes for info in infos)
 
 
@@ -716,6 +739,10 @@ def _prepare(
     except duckdb.Error as exc:
         error = _translate(exc, None, stream)
         raise error from error.__cause__ or exc
+    except RuntimeError as exc:
+        if _interrupted(exc):
+            raise KeyboardInterrupt from exc
+        raise
     return key.make(stats)
 
 
@@ -728,6 +755,16 @@ def _execute(
     except duckdb.Error as exc:
         error = _translate(exc, plan.key, stream)
         raise error from error.__cause__ or exc
+    except RuntimeError as exc:
+        if _interrupted(exc):
+            raise KeyboardInterrupt from exc
+        raise
+
+
+def _interrupted(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is the ``RuntimeError("Query interrupted")`` DuckDB 2.0.1 raises when
+    Ctrl-C stops a query it streams (not its ``InterruptException``)."""
+    return "Query interrupted" in str(exc)
 
 
 def _translate(exc: duckdb.Error, key: Key | None, stream: _Stream | None) -> BaseException:
@@ -735,7 +772,7 @@ def _translate(exc: duckdb.Error, key: Key | None, stream: _Stream | None) -> Ba
     if failure is not None:
         return failure
     if stream is not None and stream.failure is not None:
-        if isinstance(stream.failure, GroupArrowError):
+        if isinstance(stream.failure, (GroupArrowError, KeyboardInterrupt)):
             return stream.failure
         return SourceError(f"reading the source failed: {stream.failure}")
     text = str(exc)
@@ -777,6 +814,7 @@ def _cluster_shard(
         if rows_sql is not None:
             query = _sql.render("cluster", rows=rows_sql)
             relation = _execute(con, plan, stream, query)
+            point: str | None = f"reduce:{shard}:writing"  # once the shard file is begun
             try:
                 for raw in relation.to_arrow_reader(_BATCH_ROWS):
                     batch = _arrow.conform(raw, row_schema)
@@ -788,9 +826,16 @@ def _cluster_shard(
                         _arrow.row_words(batch, plan.text_columns),
                     )
                     writer.add(batch)
+                    if point is not None:
+                        _faults.point(point)
+                        point = None
             except duckdb.Error as exc:
                 error = _translate(exc, plan.key, stream)
                 raise error from error.__cause__ or exc
+            except RuntimeError as exc:
+                if _interrupted(exc):
+                    raise KeyboardInterrupt from exc
+                raise
         num_rows, file_bytes, sha256 = writer.close()
     except BaseException:
         writer.abort()

@@ -5,7 +5,8 @@
     grouparrow build SOURCE... --key EXPR -o s3://bucket/ds --storage-options @s3.json
     grouparrow build SOURCE... --key EXPR -o DIR --engine ray
     grouparrow info [DIR] [--json]
-    grouparrow verify DIR [--no-checksums] [--json]
+    grouparrow verify DIR [--no-checksums | --full] [--json]
+    grouparrow gc DIR [--dry-run] [--grace SECONDS] [--json]
     grouparrow stats DIR [--label COLUMN] [--json]
     grouparrow sql DIR "QUERY" [--format table|csv|json]
     grouparrow plot DIR --kind sizes|labels --output FILE
@@ -152,10 +153,42 @@ def _parser() -> argparse.ArgumentParser:
         "problem is found.",
     )
     verify.add_argument("path", metavar="DIR", help="dataset directory or URI")
-    verify.add_argument("--no-checksums", action="store_true", help="skip SHA-256 (faster)")
+    verify.add_argument(
+        "--no-checksums",
+        action="store_true",
+        help="skip the SHA-256 of whole files (faster; sizes, footers and the index are checked)",
+    )
+    verify.add_argument(
+        "--full",
+        action="store_true",
+        help="also decode every row group and recompute the index's per-group statistics",
+    )
     add_storage_options(verify)
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(run=_verify)
+
+    gc = commands.add_parser(
+        "gc",
+        help="delete what interrupted builds left beside an output",
+        description="Delete the staging directories (.DIR.grouparrow-tmp-*) of builds to DIR "
+        "that are not running, old outputs an interrupted overwrite moved aside "
+        "(.DIR.grouparrow-old-*; one whose overwrite was killed half-way is first put back "
+        "at DIR), and, on object stores, build-* prefixes the manifest does not list that are "
+        "older than --grace. The dataset at DIR and running builds are never touched.",
+    )
+    gc.add_argument("path", metavar="DIR", help="dataset directory or URI (it may not exist)")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=24 * 3600.0,
+        metavar="SECONDS",
+        help="keep leftovers whose build cannot be known dead (object-store prefixes) until "
+        "they are this old (default: one day); 0 when no build to DIR is running",
+    )
+    add_storage_options(gc)
+    gc.add_argument("--json", action="store_true", help="print JSON")
+    gc.set_defaults(run=_gc)
 
     demo = commands.add_parser(
         "demo",
@@ -370,7 +403,10 @@ def _human(n: float) -> str:
 
 def _verify(args: argparse.Namespace) -> int:
     report = ga.verify(
-        args.path, checksums=not args.no_checksums, storage_options=args.storage_options
+        args.path,
+        checksums=not args.no_checksums,
+        full=args.full,
+        storage_options=args.storage_options,
     )
     if args.json:
         print(
@@ -389,6 +425,22 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(report)
     return 0 if report.ok else 1
+
+
+def _gc(args: argparse.Namespace) -> int:
+    removed = ga.gc(
+        args.path,
+        dry_run=args.dry_run,
+        grace=args.grace,
+        storage_options=args.storage_options,
+    )
+    if args.json:
+        print(json.dumps({"removed": removed, "dry_run": args.dry_run}, indent=2))
+    elif not removed:
+        print(f"{args.path}: nothing to remove")
+    for path in [] if args.json else removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,16 +35,22 @@ from grouparrow import _arrow
 from grouparrow import query as _query
 from grouparrow import statistics as _stats
 from grouparrow._shards import (
+    READ_ERRORS,
     ArrowCache,
     ParquetShards,
     default_cache_dir,
-    open_parquet,
+    open_checked,
     remember,
 )
 from grouparrow._splits import check_fraction, group_mask, row_mask
 from grouparrow._streams import GroupStream, Segment
-from grouparrow.errors import CorruptDatasetError, GroupArrowError, GroupNotFoundError
-from grouparrow.format import Manifest, read_manifest
+from grouparrow.errors import (
+    CorruptDatasetError,
+    FormatError,
+    GroupArrowError,
+    GroupNotFoundError,
+)
+from grouparrow.format import Manifest, index_schema, open_manifest, replaced_error
 from grouparrow.group import Group, GroupId
 from grouparrow.keys import composite_id, shard_of
 from grouparrow.storage import Storage
@@ -81,10 +87,12 @@ class GroupedDataset:
         else:
             self.storage = Storage.at(path, storage_options)
             self._path = Path(str(path).removeprefix("file://")) if self.storage.local else None
-        self.manifest: Manifest = read_manifest(self.storage)
+        self.manifest: Manifest
+        self.manifest, self._stamp = open_manifest(self.storage)
         counts = [s.num_groups for s in self.manifest.shards]
         self._group_starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        self._parquet = ParquetShards(self.storage, self.manifest)
+        self._parquet = ParquetShards(self.storage, self.manifest, self._stamp)
+        self._files_checked = -1  # the process that checked every file (for SQL), if any
         self._shards: ParquetShards | ArrowCache = self._parquet
         # The whole index once read, kept: for a remote dataset read from a local cache, so
         # that nothing but the cache is read after the first use.
@@ -233,19 +241,75 @@ class GroupedDataset:
         return opened[1]
 
     def _open_index(self) -> pq.ParquetFile:
-        where = self._index_location
+        """Open and check the index file: its size and, locally, its SHA-256 (the whole file,
+        read once per process), remotely the checksum of its tail (footer, page index)
+        against what the manifest records; its row count and schema. Its pages' CRC-32 are
+        checked as they are read. An index rewritten since the dataset was opened, for the
+        same shards (``compute_stats``), is checked against the manifest that lists it."""
+        changed: list[tuple[Manifest, Any]] = []
+
+        def current() -> None:
+            if self.storage.local and (now := self._parquet.changed()) is not None:
+                changed.append(now)
+
         try:
-            index = open_parquet(self.storage, self.manifest.index)
-        except FileNotFoundError:
-            raise CorruptDatasetError(f"{where} is missing; rebuild the dataset") from None
-        except (pa.ArrowException, OSError) as exc:
-            raise CorruptDatasetError(f"{where} cannot be read: {exc}") from exc
-        if index.metadata.num_rows != self.manifest.num_groups:
-            raise CorruptDatasetError(
-                f"{where} has {index.metadata.num_rows} rows but the manifest "
-                f"lists {self.manifest.num_groups} groups; the dataset is damaged: rebuild it"
+            return self._check_index(self.manifest, current)
+        except CorruptDatasetError as exc:
+            if not changed:
+                raise self._parquet.replaced_or(exc) from exc.__cause__
+        manifest, stamp = changed[0]
+
+        def same() -> None:  # still that manifest
+            now = self._parquet.changed()
+            if now is not None and now[1] != stamp:
+                raise replaced_error(self.storage.uri)
+
+        try:
+            return self._check_index(manifest, same)
+        except CorruptDatasetError as exc:
+            raise self._parquet.replaced_or(exc) from exc.__cause__
+
+    def _check_index(self, manifest: Manifest, current: Callable[[], None]) -> pq.ParquetFile:
+        info = manifest.index_info
+        local = self.storage.local
+        return open_checked(
+            self.storage,
+            manifest.index,
+            self.storage.url(manifest.index),
+            file_bytes=None if info is None else info.file_bytes,
+            tail_bytes=0 if info is None else info.tail_bytes,
+            tail_sha256="" if info is None or local else info.tail_sha256,
+            sha256="" if info is None or not local else info.sha256,
+            num_rows=manifest.num_groups,
+            rows_noun="groups",
+            schema=index_schema(manifest.key_type, manifest.label_type),
+            current=current,
+        ).file
+
+    def _index_damaged(self, exc: BaseException) -> FormatError:
+        return self._parquet.replaced_or(
+            CorruptDatasetError(
+                f"{self._index_location} cannot be read ({exc}); the dataset is damaged: run "
+                "grouparrow verify"
             )
-        return index
+        )
+
+    def check_files(self) -> None:
+        """Check every file of the dataset as a reader does when it opens it (sizes; the
+        index's SHA-256, or remotely its tail's; each shard's tail checksum; row counts;
+        schemas), without decoding data: a :class:`CorruptDatasetError` naming the first
+        file that fails (a :class:`~grouparrow.format.DatasetReplacedError` if the dataset
+        was rebuilt since it was opened).
+        :meth:`sql` and :meth:`connect` run it once per process, since DuckDB reads the
+        files itself (and does not check the pages' CRC-32: ``grouparrow verify`` does).
+
+        Example:
+            >>> ds.check_files()                                        # doctest: +SKIP
+        """
+        self._index_file  # noqa: B018 (opened and checked once per process)
+        for shard in range(self.num_shards):
+            self._parquet.open_shard(shard)
+        self._files_checked = os.getpid()
 
     def _read_whole_index(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The whole index file (kept in memory when the dataset keeps its index)."""
@@ -253,8 +317,8 @@ class GroupedDataset:
             return self._whole_index if columns is None else self._whole_index.select(columns)
         try:
             index = self._index_file.read(columns=None if self._keep_index else columns)
-        except (pa.ArrowException, OSError) as exc:
-            raise CorruptDatasetError(f"{self._index_location} cannot be read: {exc}") from exc
+        except READ_ERRORS as exc:
+            raise self._index_damaged(exc) from exc
         if self._keep_index:
             self._whole_index = index
             return index if columns is None else index.select(columns)
@@ -286,7 +350,8 @@ class GroupedDataset:
         start, end = int(self._group_starts[shard]), int(self._group_starts[shard + 1])
         if self._keep_index:
             whole = self._read_whole_index()
-            return whole.select(list(self._INDEX_COLUMNS)).slice(start, end - start)
+            part = whole.select(list(self._INDEX_COLUMNS)).slice(start, end - start)
+            return self._checked_part(shard, part)
         index = self._index_file
         if end == start:
             return index.schema_arrow.empty_table()
@@ -300,9 +365,31 @@ class GroupedDataset:
             position += n
         try:
             table = index.read_row_groups(row_groups, columns=list(self._INDEX_COLUMNS))
-        except (pa.ArrowException, OSError) as exc:
-            raise CorruptDatasetError(f"{self._index_location} cannot be read: {exc}") from exc
-        return table.slice(start - (first or 0), end - start)
+        except READ_ERRORS as exc:
+            raise self._index_damaged(exc) from exc
+        return self._checked_part(shard, table.slice(start - (first or 0), end - start))
+
+    def _checked_part(self, shard: int, part: pa.Table) -> pa.Table:
+        """A shard's index rows, if they describe its rows: the shard's number in each, and
+        each group starting where the one before ends, from row 0 to the shard's last (what
+        a reader relies on to cut groups; an index damaged otherwise fails its checksums)."""
+        offsets = part.column("offset").to_numpy()
+        ends = offsets + part.column("num_rows").to_numpy()
+        shards = part.column("shard").to_numpy()
+        if len(part) and not (
+            offsets[0] == 0
+            and ends[-1] == self.manifest.shards[shard].num_rows
+            and np.array_equal(offsets[1:], ends[:-1])
+            and np.all(ends > offsets)
+            and np.all(shards == shard)
+        ):
+            raise self._parquet.replaced_or(
+                CorruptDatasetError(
+                    f"{self._index_location}: the groups it lists for shard {shard} do not "
+                    "tile the shard's rows; the dataset is damaged: run grouparrow verify"
+                )
+            )
+        return part
 
     #: What streams and lookups read of the index (not the statistics).
     _INDEX_COLUMNS = ("group_id", "shard", "offset", "num_rows", "num_bytes")
@@ -356,12 +443,15 @@ class GroupedDataset:
         ``ga_label_entropy``, ``ga_label_skew``, ...). Values go in ``params`` (``$name``
         or ``?`` placeholders), never into the text. Returns a DuckDB relation: ``.pl()``,
         ``.arrow()``, ``.df()``, ``.fetchall()``. A query DuckDB cannot parse or bind
-        raises :class:`~grouparrow.QueryError` showing it.
+        raises :class:`~grouparrow.QueryError` showing it. The dataset's files are checked
+        first, once per process (:meth:`check_files`).
 
         Example:
             >>> ds.sql("SELECT group_id FROM groups WHERE num_rows > $n", {"n": 100}).pl()
             ...                                                        # doctest: +SKIP
         """
+        if self._files_checked != os.getpid():
+            self.check_files()
         return _query.run(self._queries.get(self), query, params)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -371,6 +461,8 @@ class GroupedDataset:
             >>> con = ds.connect()                                      # doctest: +SKIP
             >>> con.sql("SELECT count(*) FROM examples").fetchone()     # doctest: +SKIP
         """
+        if self._files_checked != os.getpid():
+            self.check_files()
         return _query.connect(self)
 
     # -- random access ----------------------------------------------------------------------

@@ -53,6 +53,11 @@ class CorruptDatasetError(FormatError):
     """A file of a grouped dataset does not match its manifest (checksum, size, rows)."""
 
 
+class DatasetReplacedError(FormatError):
+    """The dataset was rebuilt (or its statistics recomputed) at its location after it was
+    opened: what the reader holds no longer matches the files there. Open it again."""
+
+
 class GroupNotFoundError(KeyError, GroupArrowError):
     """No group has the requested id."""
 

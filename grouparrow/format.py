@@ -8,16 +8,21 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from grouparrow.errors import FormatError
+from grouparrow.errors import CorruptDatasetError, DatasetReplacedError, FormatError
 from grouparrow.storage import Storage, is_uri
 
 FORMAT_NAME = "grouparrow"
@@ -26,6 +31,36 @@ MANIFEST = "grouparrow.json"
 INDEX = "index.parquet"
 DATA_DIR = "data"
 _CHUNK = 4 * 2**20
+#: The largest manifest read (a manifest lists ~300 bytes per shard): a bigger file is not one.
+MAX_MANIFEST_BYTES = 256 * 2**20
+#: The manifest's own checksum: the SHA-256 of its text with these 64 hex digits zeroed.
+CHECKSUM_FIELD = "manifest_sha256"
+_CHECKSUM = re.compile(r'"manifest_sha256"\s*:\s*"([0-9a-f]{64})"')
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: The fields of a manifest written before manifests carried their own checksum: such a
+#: manifest is accepted without one only if it has no other field (a damaged
+#: ``"manifest_sha256"`` name would otherwise pass for an old manifest).
+LEGACY_FIELDS = frozenset(
+    {
+        "format",
+        "format_version",
+        "grouparrow_version",
+        "created_at",
+        "num_groups",
+        "num_rows",
+        "num_bytes",
+        "key",
+        "seed",
+        "sharding",
+        "schema",
+        "arrow_schema",
+        "index",
+        "shards",
+        "stats",
+        "source",
+        "build",
+    }
+)
 
 #: Columns of index.parquet after ``group_id`` (whose type is the key's type).
 INDEX_FIELDS = [
@@ -115,9 +150,27 @@ def index_schema(key_type: pa.DataType, label_type: pa.DataType | None = None) -
     return pa.schema(fields)
 
 
+def replaced_error(where: str) -> DatasetReplacedError:
+    """The error for a reader of the dataset at ``where`` that was replaced since it was
+    opened.
+
+    Example:
+        >>> print(replaced_error("out/fedc4"))  # doctest: +ELLIPSIS
+        the dataset at 'out/fedc4' was replaced since it was opened (rebuilt, ...); open it again
+    """
+    return DatasetReplacedError(
+        f"the dataset at {where!r} was replaced since it was opened (rebuilt, or its "
+        "statistics recomputed); open it again"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ShardInfo:
-    """One shard file as the manifest records it."""
+    """One shard file as the manifest records it.
+
+    ``tail_bytes`` and ``tail_sha256`` cover the file's tail: everything after the last
+    column chunk's data (the page index, the footer, its length and the magic). Readers
+    check them when they open a shard; ``0`` and ``""`` in manifests written before."""
 
     file: str
     num_rows: int
@@ -125,6 +178,19 @@ class ShardInfo:
     num_bytes: int
     file_bytes: int
     sha256: str
+    tail_bytes: int = 0
+    tail_sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInfo:
+    """The index file as the manifest records it: its size, SHA-256 and tail (as a
+    shard's). Absent from manifests written before."""
+
+    file_bytes: int
+    sha256: str
+    tail_bytes: int
+    tail_sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +213,8 @@ class Manifest:
     #: The index file, relative to the dataset root (``"index.parquet"`` in a dataset
     #: built locally; ``"<build id>/index.parquet"`` on an object store).
     index: str = INDEX
+    #: The index file's size and checksums (``None``: not recorded; see :func:`seal`).
+    index_info: IndexInfo | None = None
 
     @property
     def num_shards(self) -> int:
@@ -168,7 +236,15 @@ class Manifest:
         return self.schema.field(self.key_column).type
 
     def to_json(self) -> str:
-        """The manifest as JSON text, human-readable schema included."""
+        """The manifest as JSON text, human-readable schema included, ending with its own
+        checksum: ``manifest_sha256``, the SHA-256 of the text with those 64 hex digits
+        written as zeros (see :func:`check_manifest_checksum`).
+
+        Example:
+            >>> text = manifest.to_json()                               # doctest: +SKIP
+            >>> Manifest.from_json(text) == manifest                    # doctest: +SKIP
+            True
+        """
         body: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -185,24 +261,41 @@ class Manifest:
             ],
             "arrow_schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
             "index": self.index,
-            "shards": [asdict(s) for s in self.shards],
-            "stats": self.stats,
-            "source": self.source,
-            "build": self.build,
         }
-        return json.dumps(body, indent=2, sort_keys=False) + "\n"
+        if self.index_info is not None:
+            body["index_info"] = dataclasses.asdict(self.index_info)
+        body["shards"] = [_shard_json(s) for s in self.shards]
+        body["stats"] = self.stats
+        body["source"] = self.source
+        body["build"] = self.build
+        body[CHECKSUM_FIELD] = "0" * 64
+        text = json.dumps(body, indent=2, sort_keys=False) + "\n"
+        placeholder = list(_CHECKSUM.finditer(text))[-1]
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return text[: placeholder.start(1)] + digest + text[placeholder.end(1) :]
 
     @classmethod
-    def from_json(cls, text: str, where: str = MANIFEST) -> Manifest:
-        """Parse and validate manifest JSON; ``where`` names the file in errors."""
+    def from_json(cls, text: str, where: str = MANIFEST, *, checksum: bool = True) -> Manifest:
+        """Parse and validate manifest JSON; ``where`` names the file in errors. A manifest
+        that is not what grouparrow writes (unknown version, a missing or mistyped field, a
+        negative count, a path outside the dataset, a file listed twice) is a
+        :class:`FormatError`; one that fails its own checksum (``checksum``) a
+        :class:`CorruptDatasetError`.
+
+        Example:
+            >>> Manifest.from_json('{"format": "grouparrow", "format_version": 9}')
+            Traceback (most recent call last):
+            ...
+            grouparrow.errors.FormatError: grouparrow.json has format_version 9, but this ...
+        """
         try:
             body = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise FormatError(f"{where} is not valid JSON ({exc}); the dataset is damaged") from exc
         if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
             raise FormatError(f'{where} is not a grouparrow manifest (no "format": "grouparrow")')
         version = body.get("format_version")
-        if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION or isinstance(version, bool):
             raise FormatError(
                 f"{where} has format_version {version!r}, but this grouparrow reads version "
                 f"{FORMAT_VERSION}; upgrade grouparrow (pip install -U grouparrow) or rebuild "
@@ -210,33 +303,150 @@ class Manifest:
             )
         try:
             schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(body["arrow_schema"])))
+            key = body["key"]
+            if not isinstance(key, dict):
+                raise TypeError(f'"key" is {key!r}, not an object')
+            shards = body["shards"]
+            if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
+                raise TypeError('"shards" is not a list of objects')
+            index_info = body.get("index_info")
             manifest = cls(
                 schema=schema,
-                key_column=body["key"]["column"],
-                key={k: v for k, v in body["key"].items() if k not in ("column", "type")},
-                seed=int(body["seed"]),
-                num_groups=int(body["num_groups"]),
-                num_rows=int(body["num_rows"]),
-                num_bytes=int(body["num_bytes"]),
-                shards=tuple(ShardInfo(**s) for s in body["shards"]),
+                key_column=key["column"],
+                key={k: v for k, v in key.items() if k not in ("column", "type")},
+                seed=body["seed"],
+                num_groups=body["num_groups"],
+                num_rows=body["num_rows"],
+                num_bytes=body["num_bytes"],
+                shards=tuple(ShardInfo(**s) for s in shards),
                 source=body.get("source", {}),
                 stats=body.get("stats", {}),
                 build=body.get("build", {}),
                 grouparrow_version=body.get("grouparrow_version", ""),
                 created_at=body.get("created_at", ""),
                 index=body.get("index", INDEX),
+                index_info=None if index_info is None else IndexInfo(**index_info),
             )
-        except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
+        except (KeyError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
+            # (OSError: Arrow's "Invalid flatbuffers message" for a damaged arrow_schema)
             raise FormatError(f"{where} is malformed ({type(exc).__name__}: {exc})") from exc
-        check_relative_path(manifest.index, where, '"index"')
-        for n, shard in enumerate(manifest.shards):
-            check_relative_path(shard.file, where, f'"shards"[{n}]["file"]')
+        manifest._validate(where)
+        if checksum:
+            check_manifest_checksum(text, body, where)
         return manifest
 
+    def _validate(self, where: str) -> None:
+        """Types, counts, paths: a :class:`FormatError` naming ``where`` and the entry."""
 
-def read_manifest(path: str | os.PathLike[str] | Storage) -> Manifest:
+        def fail(entry: str, value: object, expected: str) -> None:
+            raise FormatError(
+                f"{where}: {entry} is {value!r}, not {expected}; the manifest is damaged or was "
+                "not written by grouparrow"
+            )
+
+        def count(entry: str, value: object) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                fail(entry, value, "a count (an integer >= 0)")
+
+        def text(entry: str, value: object) -> None:
+            if not isinstance(value, str):
+                fail(entry, value, "a string")
+
+        for name in ("num_groups", "num_rows", "num_bytes"):
+            count(f'"{name}"', getattr(self, name))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            fail('"seed"', self.seed, "an integer")
+        if not isinstance(self.key_column, str) or self.key_column not in self.schema.names:
+            fail('"key"["column"]', self.key_column, f"a column of the schema {self.schema.names}")
+        for name in ("source", "stats", "build"):
+            if not isinstance(getattr(self, name), dict):
+                fail(f'"{name}"', getattr(self, name), "an object")
+        for name in ("grouparrow_version", "created_at"):
+            text(f'"{name}"', getattr(self, name))
+        labels = self.stats.get(LABEL_COUNTS)
+        if labels is not None and (
+            not isinstance(labels, dict) or labels.get("column") not in self.schema.names
+        ):
+            fail(f'"stats"["{LABEL_COUNTS}"]', labels, "the label column of the schema")
+        files = {check_relative_path(self.index, where, '"index"'): '"index"'}
+        checks: list[tuple[str, IndexInfo | ShardInfo]] = []
+        if self.index_info is not None:
+            checks.append(('"index_info"', self.index_info))
+        for n, shard in enumerate(self.shards):
+            entry = f'"shards"[{n}]'
+            name = check_relative_path(shard.file, where, f'{entry}["file"]')
+            if name in files:
+                raise FormatError(
+                    f'{where}: {entry}["file"] is {name!r}, which {files[name]} names too; '
+                    "the manifest is damaged or was not written by grouparrow"
+                )
+            files[name] = f'{entry}["file"]'
+            for field_name in ("num_rows", "num_groups", "num_bytes"):
+                count(f'{entry}["{field_name}"]', getattr(shard, field_name))
+            checks.append((entry, shard))
+        for entry, info in checks:
+            count(f'{entry}["file_bytes"]', info.file_bytes)
+            count(f'{entry}["tail_bytes"]', info.tail_bytes)
+            text(f'{entry}["sha256"]', info.sha256)
+            text(f'{entry}["tail_sha256"]', info.tail_sha256)
+            if info.tail_bytes > info.file_bytes:
+                fail(f'{entry}["tail_bytes"]', info.tail_bytes, "at most the file's size")
+
+
+def _shard_json(shard: ShardInfo) -> dict[str, Any]:
+    """A shard's manifest entry (without tail fields when they were not recorded)."""
+    entry = dataclasses.asdict(shard)
+    if not shard.tail_sha256:
+        del entry["tail_bytes"], entry["tail_sha256"]
+    return entry
+
+
+def check_manifest_checksum(text: str, body: dict[str, Any], where: str) -> None:
+    """Check the manifest ``text`` (parsed: ``body``) against its own checksum, a
+    :class:`CorruptDatasetError` naming ``where`` if it fails. The checksum is the SHA-256
+    of the UTF-8 text with the 64 hex digits of its last ``"manifest_sha256": "..."`` pair
+    written as zeros. A manifest without one (written before) is accepted if it has only
+    the fields of those manifests.
+
+    Example:
+        >>> check_manifest_checksum('{"format": "grouparrow"}', {"format": "grouparrow"}, "m")
+    """
+    recorded = body.get(CHECKSUM_FIELD)
+    if recorded is None:
+        unknown = sorted(set(body) - LEGACY_FIELDS)
+        if unknown:
+            raise CorruptDatasetError(
+                f"{where} has no {CHECKSUM_FIELD} but fields that manifests without one never "
+                f"had ({', '.join(map(repr, unknown))}); the manifest is damaged"
+            )
+        return
+    matches = list(_CHECKSUM.finditer(text))
+    if not isinstance(recorded, str) or not matches or matches[-1].group(1) != recorded:
+        raise CorruptDatasetError(
+            f"{where}: {CHECKSUM_FIELD} is {recorded!r}, not 64 lowercase hex digits at the end "
+            "of the manifest; the manifest is damaged"
+        )
+    found = matches[-1]
+    zeroed = text[: found.start(1)] + "0" * 64 + text[found.end(1) :]
+    if hashlib.sha256(zeroed.encode("utf-8")).hexdigest() != recorded:
+        raise CorruptDatasetError(
+            f"{where} does not match its own checksum ({CHECKSUM_FIELD}): it is damaged, or "
+            "was edited by hand; restore it, or rebuild the dataset"
+        )
+
+
+#: How a reader identifies the manifest it read (see :func:`manifest_stamp`).
+ManifestStamp = tuple[Any, ...]
+#: How long a reader waits for a dataset being replaced (its directory renamed aside and
+#: the new one renamed into place: two renames) to reappear.
+SWAP_WAIT_SECONDS = 2.0
+
+
+def read_manifest(path: str | os.PathLike[str] | Storage, *, checksum: bool = True) -> Manifest:
     """Read ``<path>/grouparrow.json`` (``path`` a directory, a URI, or a
     :class:`~grouparrow.storage.Storage`); a location without one is not a grouped dataset.
+    ``checksum=False`` skips the manifest's own checksum (``grouparrow verify
+    --no-checksums``).
 
     Example:
         >>> read_manifest("/nonexistent/ds")
@@ -244,14 +454,29 @@ def read_manifest(path: str | os.PathLike[str] | Storage) -> Manifest:
         ...
         FileNotFoundError: no grouped dataset at '/nonexistent/ds'
     """
+    return open_manifest(path, checksum=checksum)[0]
+
+
+def open_manifest(
+    path: str | os.PathLike[str] | Storage, *, checksum: bool = True
+) -> tuple[Manifest, ManifestStamp]:
+    """The manifest at ``path`` (as :func:`read_manifest`) and the stamp of the file read:
+    a reader compares it with :func:`manifest_stamp` later to tell that the dataset was
+    replaced since (:class:`DatasetReplacedError`).
+
+    Example:
+        >>> manifest, stamp = open_manifest("out/fedc4")             # doctest: +SKIP
+    """
     if isinstance(path, Storage) or is_uri(path):
         storage = path if isinstance(path, Storage) else Storage.at(path)
         if not storage.local:
-            return _read_remote_manifest(storage)
+            return _read_remote_manifest(storage, checksum)
         path = storage.root_path
     where = Path(path) / MANIFEST
     try:
-        text = where.read_text(encoding="utf-8")
+        data, stamp = _read_local(Path(path))
+    except _Interrupted:
+        raise
     except FileNotFoundError:
         if not Path(path).exists():
             raise FileNotFoundError(f"no grouped dataset at {os.fspath(path)!r}") from None
@@ -264,12 +489,97 @@ def read_manifest(path: str | os.PathLike[str] | Storage) -> Manifest:
             f"{os.fspath(path)!r} is a file; a grouped dataset is a directory written by "
             "grouparrow.build"
         ) from None
+    except IsADirectoryError:
+        raise FormatError(
+            f"{where} is a directory, not a manifest; the dataset is damaged"
+        ) from None
+    return Manifest.from_json(_decode(data, str(where)), str(where), checksum=checksum), stamp
+
+
+class _Interrupted(FileNotFoundError):
+    """No dataset at a path whose overwrite was interrupted and could not be undone."""
+
+
+def _read_local(path: Path) -> tuple[bytes, ManifestStamp]:
+    """The manifest's bytes and stamp, read from one open file. While the dataset is being
+    replaced (its directory missing, the old one renamed aside), wait for the new one; if
+    the overwrite was killed between its renames, put the old one back
+    (:func:`grouparrow.gc.recover`, under the lock builds publish with) and read it."""
+    deadline = time.monotonic() + SWAP_WAIT_SECONDS
+    recovered = False
+    while True:
+        try:
+            with open(path / MANIFEST, "rb") as f:
+                stat = os.fstat(f.fileno())
+                data = f.read(MAX_MANIFEST_BYTES + 1)
+            break
+        except FileNotFoundError:
+            if path.exists() or not _being_replaced(path):
+                raise
+            if not recovered:
+                recovered = True
+                from grouparrow.gc import recover  # (gc imports this module)
+
+                with contextlib.suppress(OSError):  # read-only: wait, then say so
+                    recover(path)
+                continue
+            if time.monotonic() > deadline:
+                raise _Interrupted(
+                    f"no grouped dataset at {os.fspath(path)!r}: an overwrite of it was "
+                    "interrupted between its two renames (the old dataset is beside it, "
+                    f"in .{path.name}.grouparrow-old-*); run grouparrow gc on it to put "
+                    "the old one back"
+                ) from None
+            time.sleep(0.01)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise FormatError(
+            f"{path / MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes: not a manifest"
+        )
+    return data, _stamp(stat)
+
+
+def _being_replaced(path: Path) -> bool:
+    """Whether the directory of an overwrite in progress, the old dataset renamed aside
+    (``.<name>.grouparrow-old-<id>``, see ``grouparrow/_commit.py``), is beside ``path``."""
+    try:
+        prefix = f".{path.name}.grouparrow-old-"
+        return any(name.startswith(prefix) for name in os.listdir(path.parent or "."))
+    except OSError:
+        return False
+
+
+def _stamp(stat: os.stat_result) -> ManifestStamp:
+    return ("local", stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def manifest_stamp(storage: Storage) -> ManifestStamp | None:
+    """The stamp of the manifest now at ``storage`` (``None`` if there is none): locally its
+    file's device, inode, modification time and size (a stat); on an object store the
+    SHA-256 of its bytes (a read).
+
+    Example:
+        >>> manifest_stamp(Storage.at("/nonexistent/ds")) is None
+        True
+    """
+    if storage.local:
+        try:
+            return _stamp(os.stat(storage.root_path / MANIFEST))
+        except OSError:
+            return None
+    try:
+        return ("sha256", hashlib.sha256(storage.read_bytes(MANIFEST)).hexdigest())
+    except FileNotFoundError:
+        return None
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError(f"{where} is not UTF-8 text; the dataset is damaged") from exc
-    return Manifest.from_json(text, str(where))
 
 
-def _read_remote_manifest(storage: Storage) -> Manifest:
+def _read_remote_manifest(storage: Storage, checksum: bool) -> tuple[Manifest, ManifestStamp]:
     where = storage.url(MANIFEST)
     try:
         data = storage.read_bytes(MANIFEST)
@@ -280,16 +590,80 @@ def _read_remote_manifest(storage: Storage) -> Manifest:
             f"{storage.uri!r} is not a grouparrow dataset: it has no {MANIFEST} (an "
             "interrupted build leaves none; rebuild it)"
         ) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{where} is not UTF-8 text; the dataset is damaged") from exc
-    return Manifest.from_json(text, where)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise FormatError(f"{where} is larger than {MAX_MANIFEST_BYTES:,} bytes: not a manifest")
+    manifest = Manifest.from_json(_decode(data, where), where, checksum=checksum)
+    return manifest, ("sha256", hashlib.sha256(data).hexdigest())
+
+
+# -- the files' checks ----------------------------------------------------------------------
+
+
+def tail_start(metadata: pq.FileMetaData) -> int:
+    """Where a Parquet file's tail starts: the end of its last column chunk's pages (after
+    it come the page index, the footer, its length and the magic).
+
+    Example:
+        >>> import io
+        >>> sink = io.BytesIO(); pq.write_table(pa.table({"x": [1, 2]}), sink)
+        >>> 4 < tail_start(pq.read_metadata(pa.BufferReader(sink.getvalue()))) < 200
+        True
+    """
+    end = 4  # the leading magic
+    for i in range(metadata.num_row_groups):
+        row_group = metadata.row_group(i)
+        for j in range(row_group.num_columns):
+            chunk = row_group.column(j)
+            first = chunk.data_page_offset
+            if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+                first = min(first, chunk.dictionary_page_offset)
+            end = max(end, first + chunk.total_compressed_size)
+    return end
+
+
+def file_checks(storage: Storage, rel: str) -> IndexInfo:
+    """The size, SHA-256 and tail checksum of the Parquet file ``rel`` of ``storage`` (what
+    the manifest records of the index; of a shard, the tail).
+
+    Example:
+        >>> file_checks(Storage.at("out/fedc4"), "index.parquet")   # doctest: +SKIP
+        IndexInfo(file_bytes=4096, sha256='...', tail_bytes=812, tail_sha256='...')
+    """
+    size = storage.size(rel)
+    with storage.open_ranges(rel) as f:
+        start = tail_start(pq.ParquetFile(f).metadata)
+        f.seek(start)
+        tail = f.read(size - start)
+    return IndexInfo(size, storage.sha256(rel), len(tail), hashlib.sha256(tail).hexdigest())
+
+
+def seal(manifest: Manifest, storage: Storage | str | os.PathLike[str]) -> Manifest:
+    """``manifest`` with the checks it does not record yet filled in from the files in
+    ``storage`` (the build's directory): the index's size, SHA-256 and tail checksum
+    (``index_info``), and each shard's tail checksum. Local builds get them from
+    :func:`write_manifest`; a build committed to an object store seals its manifest from the
+    local files before uploading them.
+
+    Example:
+        >>> manifest = seal(manifest, tmp)                               # doctest: +SKIP
+    """
+    storage = storage if isinstance(storage, Storage) else Storage.at(storage)
+    index_info = manifest.index_info or file_checks(storage, manifest.index)
+    shards = []
+    for shard in manifest.shards:
+        if not shard.tail_sha256:
+            checks = file_checks(storage, shard.file)
+            shard = dataclasses.replace(
+                shard, tail_bytes=checks.tail_bytes, tail_sha256=checks.tail_sha256
+            )
+        shards.append(shard)
+    return dataclasses.replace(manifest, index_info=index_info, shards=tuple(shards))
 
 
 def write_manifest(directory: Path | Storage, manifest: Manifest) -> None:
     """Write the manifest durably: locally a temporary file, fsync, then an atomic rename;
-    on an object store one put of the whole object (atomic there).
+    on an object store one put of the whole object (atomic there). A local manifest is
+    :func:`seal`-ed first, from the files in ``directory``.
 
     Example:
         >>> write_manifest(Storage.at("memory://wm-example"), manifest)   # doctest: +SKIP
@@ -299,6 +673,7 @@ def write_manifest(directory: Path | Storage, manifest: Manifest) -> None:
             directory.write_bytes(MANIFEST, manifest.to_json().encode("utf-8"))
             return
         directory = directory.root_path
+    manifest = seal(manifest, Storage.at(directory))
     tmp = directory / f".{MANIFEST}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(manifest.to_json())

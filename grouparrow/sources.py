@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,37 @@ def open_source(
     Several input files must have the same columns and types (a :class:`SourceError` names
     the first difference) unless ``unify_schemas`` is true: then they are read by column
     name, a column missing from a file is null and differing types are widened by DuckDB.
+
+    The source's columns must have names DuckDB can tell apart: not empty, without NUL, and
+    not equal ignoring case (DuckDB's names are case-insensitive). Every batch a stream
+    yields must have the columns of its schema, in order (a batch whose types differ only
+    in width, ``int32`` for ``int64`` say, is cast), and string columns must hold valid
+    UTF-8: else a :class:`SourceError` names the batch, the rows and the column.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> open_source(pa.table({"user": ["a"]})).reader.schema.names
+        ['user']
     """
+    src = _open(source, batch_rows, split, unify_schemas, storage_options)
+    check_column_names(src.reader.schema)
+    # What DuckDB read and wrote back as Arrow is valid UTF-8 already.
+    from_duckdb = src.sql is None and src.description.get("type") in _FROM_DUCKDB
+    reader = checked_reader(src.reader, validate_utf8=not from_duckdb)
+    return dataclasses.replace(src, reader=reader, keepalive=[*src.keepalive, src.reader])
+
+
+#: Source types whose stream DuckDB produces.
+_FROM_DUCKDB = frozenset({"sql", "csv", "json", "duckdb.DuckDBPyRelation"})
+
+
+def _open(
+    source: Any,
+    batch_rows: int,
+    split: str | None,
+    unify_schemas: bool,
+    storage_options: Mapping[str, Any] | None,
+) -> Source:
     if isinstance(source, str) and looks_like_sql(source) and not os.path.exists(source):
         reader, description, size, keep = open_sql(source, batch_rows)
         return Source(reader, description, size, keepalive=keep)
@@ -124,7 +155,7 @@ def open_source(
             source.nbytes,
         )
     if isinstance(source, pa.RecordBatch):
-        return open_source(pa.Table.from_batches([source]), batch_rows=batch_rows)
+        return _open(pa.Table.from_batches([source]), batch_rows, None, False, None)
     if isinstance(source, pa.RecordBatchReader):
         return Source(source, {"type": "pyarrow.RecordBatchReader"})
     hf = _open_hf(source, batch_rows, split)
@@ -154,6 +185,167 @@ def open_source(
         "builder (with split=), or an object with "
         "__arrow_c_stream__"
     )
+
+
+def check_column_names(schema: pa.Schema) -> None:
+    """Refuse column names DuckDB cannot tell apart or address: empty, holding NUL, or equal
+    to another ignoring case (DuckDB's identifiers are case-insensitive).
+
+    Example:
+        >>> check_column_names(pa.schema([("a", pa.int8()), ("A", pa.int8())]))
+        Traceback (most recent call last):
+        ...
+        grouparrow.errors.SourceError: the source has columns 'a' and 'A', whose names differ only in case; DuckDB, which runs the build, does not tell them apart: rename one
+    """  # noqa: E501
+    seen: dict[str, str] = {}
+    for name in schema.names:
+        if not name:
+            raise SourceError(
+                f"the source has a column without a name (columns: {schema.names}); name it"
+            )
+        if "\x00" in name:
+            raise SourceError(f"the source's column name {name!r} holds a NUL character; rename it")
+        other = seen.get(name.casefold())
+        if other is None:
+            seen[name.casefold()] = name
+            continue
+        if other == name:
+            raise SourceError(f"the source has two columns named {name!r}; rename one")
+        raise SourceError(
+            f"the source has columns {other!r} and {name!r}, whose names differ only in case; "
+            "DuckDB, which runs the build, does not tell them apart: rename one"
+        )
+
+
+def checked_reader(
+    reader: pa.RecordBatchReader, *, validate_utf8: bool = True
+) -> pa.RecordBatchReader:
+    """``reader`` with each batch checked against its declared schema: the same column
+    names in the same order; a type of the same kind but another width or layout
+    (``int32`` for ``int64``, ``large_string`` for ``string``) is cast; anything else, and
+    (``validate_utf8``) a string column holding bytes that are not UTF-8, raises a
+    :class:`SourceError` naming the batch, its rows and the column.
+
+    Example:
+        >>> schema = pa.schema([("a", pa.int64())])
+        >>> batches = [pa.record_batch({"a": [1]}), pa.record_batch({"a": pa.array([2], pa.int8())})]
+        >>> checked_reader(pa.RecordBatchReader.from_batches(schema, batches)).read_all()["a"]
+        <pyarrow.lib.ChunkedArray object at ...>
+        [
+          [
+            1
+          ],
+          [
+            2
+          ]
+        ]
+    """  # noqa: E501
+    schema = reader.schema
+    strings = [i for i, f in enumerate(schema) if validate_utf8 and _has_string(f.type)]
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        first = 0
+        for number, batch in enumerate(reader, start=1):
+            where = f"batch {number} of the source (rows {first}-{first + batch.num_rows - 1})"
+            if not batch.schema.equals(schema, check_metadata=False):
+                batch = _conform(batch, schema, where)
+            for i in strings:
+                _check_utf8(batch.column(i), schema.field(i).name, first, where)
+            first += batch.num_rows
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema, where: str) -> pa.RecordBatch:
+    """``batch`` in ``schema``'s types, or a :class:`SourceError` saying how it differs."""
+    if batch.schema.names != schema.names:
+        raise SourceError(
+            f"{where} has the columns {batch.schema.names}, but the source's schema has "
+            f"{schema.names}: every batch of a stream must have its schema"
+        )
+    columns = []
+    for column, declared in zip(batch.columns, schema, strict=True):
+        if column.type != declared.type:
+            if _kind(column.type) != _kind(declared.type):
+                raise SourceError(
+                    f"{where} has column {declared.name!r} of type {column.type}, but the "
+                    f"source's schema says {declared.type}: every batch of a stream must have "
+                    "its schema"
+                )
+            try:
+                column = column.cast(declared.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SourceError(
+                    f"{where} has column {declared.name!r} of type {column.type}, which does "
+                    f"not convert to the source's {declared.type}: {exc}"
+                ) from exc
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _kind(kind: pa.DataType) -> Any:
+    """What a type holds, whatever its width or layout: types of one kind cast safely (or
+    fail on a value that does not fit, which is reported)."""
+    if pa.types.is_dictionary(kind):
+        return _kind(kind.value_type)
+    if isinstance(kind, pa.BaseExtensionType):
+        return ("extension", kind.extension_name, _kind(kind.storage_type))
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_floating(kind):
+        return "floating"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return "string"
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return "binary"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_list_view(kind):
+        return ("list", _kind(kind.value_type))
+    if pa.types.is_large_list_view(kind):
+        return ("list", _kind(kind.value_type))
+    if pa.types.is_struct(kind):
+        return ("struct", tuple((f.name, _kind(f.type)) for f in kind.fields))
+    if pa.types.is_map(kind):
+        return ("map", _kind(kind.key_type), _kind(kind.item_type))
+    if pa.types.is_timestamp(kind):
+        return ("timestamp", kind.tz)
+    for family in ("date", "time", "decimal", "duration"):
+        if getattr(pa.types, f"is_{family}")(kind):
+            return family
+    return str(kind)
+
+
+def _has_string(kind: pa.DataType) -> bool:
+    """Whether values of this type hold strings, at any depth."""
+    if pa.types.is_dictionary(kind):
+        return _has_string(kind.value_type)
+    if isinstance(kind, pa.BaseExtensionType):
+        return _has_string(kind.storage_type)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return True
+    return any(_has_string(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _check_utf8(column: pa.Array, name: str, first: int, where: str) -> None:
+    """A :class:`SourceError` naming the first row of ``column`` that is not valid (string
+    bytes that are not UTF-8), if any."""
+    try:
+        column.validate(full=True)
+        return
+    except pa.ArrowInvalid as exc:
+        problem = exc
+    lo, hi = 0, len(column)  # the first invalid row: invalid [lo, hi) halves, valid before
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:  # a copy: a slice of a nested array would validate all of its children
+            pa.concat_arrays([column.slice(lo, mid - lo)]).validate(full=True)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    raise SourceError(
+        f"column {name!r} of {where} is not valid Arrow data at row {first + lo} ({problem}); "
+        "a string column must hold UTF-8 text: cast a column of other bytes to binary"
+    ) from problem
 
 
 def file_format(path: str) -> str | None:
@@ -275,7 +467,9 @@ def _open_files(
     factor = _EXPANSION[kind] * (4.0 if paths[0].lower().endswith(_COMPRESSIONS) else 1.0)
     description = {"type": kind, "paths": list(paths)}
     if kind == "parquet":
-        return _open_parquet(paths, description, int(size * factor), unify_schemas, storage)
+        return _open_parquet(
+            paths, description, int(size * factor), unify_schemas, storage, batch_rows
+        )
     return _open_with_duckdb(
         kind, paths, batch_rows, description, int(size * factor), unify_schemas, storage
     )
@@ -301,12 +495,17 @@ def _open_parquet(
     size: int,
     unify_schemas: bool = False,
     storage: Storage | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> Source:
     """Parquet is read by DuckDB itself (parallel, within its memory limit), rows numbered
     from the files' own row numbers; PyArrow reads the first rows for probing.
 
     The files' schemas (from their footers) must agree, or ``unify_schemas`` be true: then
-    DuckDB reads them with ``union_by_name`` (see :mod:`grouparrow._schemas`)."""
+    DuckDB reads them with ``union_by_name`` (see :mod:`grouparrow._schemas`).
+
+    Files with a column named ``file_index`` or ``file_row_number`` (in any case) hide
+    DuckDB's virtual columns of those names, which number the rows: they are streamed
+    instead, in order, by PyArrow (or by DuckDB, one thread, with ``union_by_name``)."""
     from grouparrow import _sql
 
     files = []
@@ -323,6 +522,20 @@ def _open_parquet(
     listed = ", ".join(_sql.literal(p) for p in paths)
     options = "" if problem is None else ", union_by_name = true"
     read = f"read_parquet([{listed}]{options})"
+    if any(name.casefold() in _VIRTUAL for s in schemas for name in s.names):
+        keep: list[Any] = list(files)
+        if problem is None:
+
+            def every_row() -> Any:
+                for file in files:
+                    yield from file.iter_batches(batch_size=batch_rows)
+
+            reader = pa.RecordBatchReader.from_batches(schema, every_row())
+        else:
+            reader = _unified_parquet_reader(
+                paths, schemas, read, description, keep, storage, None, batch_rows
+            )
+        return Source(reader, description, size, keepalive=keep)
     sql = (
         f"SELECT *, (CAST(file_index AS BIGINT) << {_FILE_SHIFT}) + "
         f"CAST(file_row_number AS BIGINT) AS __ga_row FROM {read}"
@@ -336,7 +549,7 @@ def _open_parquet(
 
         probe = pa.RecordBatchReader.from_batches(schema, first_rows())
     else:
-        probe = _unified_parquet_probe(paths, schemas, read, description, keepalive, storage)
+        probe = _unified_parquet_reader(paths, schemas, read, description, keepalive, storage)
     return Source(
         probe,
         description,
@@ -352,16 +565,24 @@ def _open_parquet(
 _PROBE_BATCH_ROWS = 1024
 
 
-def _unified_parquet_probe(
+#: DuckDB's virtual columns of ``read_parquet`` that number the rows; a column of the same
+#: name in a file hides them.
+_VIRTUAL = ("file_index", "file_row_number")
+
+
+def _unified_parquet_reader(
     paths: list[str],
     schemas: list[pa.Schema],
     read: str,
     description: dict[str, Any],
     keepalive: list[Any],
     storage: Storage | None = None,
+    limit: int | None = _PROBE_BATCH_ROWS,
+    batch_rows: int = _PROBE_BATCH_ROWS,
 ) -> pa.RecordBatchReader:
-    """The first rows of Parquet files read with ``union_by_name``, by DuckDB itself, in
-    the unified schema (and that schema's story in ``description``)."""
+    """The first ``limit`` rows (``None``: all, in order) of Parquet files read with
+    ``union_by_name``, by DuckDB itself, in the unified schema (and that schema's story in
+    ``description``)."""
     import duckdb
 
     from grouparrow import _arrow
@@ -381,8 +602,8 @@ def _unified_parquet_probe(
         description["widened_columns"] = {n: str(duck_schema.field(n).type) for n in widened}
 
     def first_rows() -> Any:
-        relation = con.sql(f"SELECT * FROM {read} LIMIT {_PROBE_BATCH_ROWS}")
-        for batch in relation.to_arrow_reader(_PROBE_BATCH_ROWS):
+        relation = con.sql(f"SELECT * FROM {read}" + ("" if limit is None else f" LIMIT {limit}"))
+        for batch in relation.to_arrow_reader(batch_rows):
             yield _arrow.conform(batch, schema)
 
     return pa.RecordBatchReader.from_batches(schema, first_rows())

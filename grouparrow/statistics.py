@@ -39,11 +39,13 @@ from grouparrow.format import (
     INDEX,
     LABEL_COUNTS,
     Manifest,
+    file_checks,
     index_schema,
     label_counts_type,
     read_manifest,
     write_manifest,
 )
+from grouparrow.storage import Storage
 
 if TYPE_CHECKING:
     import polars as pl
@@ -155,7 +157,7 @@ def compute_stats(ds: GroupedDataset, label_column: str) -> GroupedDataset:
     con = duckdb.connect()
     try:
         storage.register(con)
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with pq.ParquetWriter(tmp, schema, write_page_checksum=True) as writer:
             start = 0
             for info in manifest.shards:
                 part = base.slice(start, info.num_groups)
@@ -166,13 +168,16 @@ def compute_stats(ds: GroupedDataset, label_column: str) -> GroupedDataset:
                 table = with_label_counts(part, labels, f"shard {info.file}")
                 writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))
         stats = {**manifest.stats, LABEL_COUNTS: {"column": label_column}}
+        # The new index's size and checksums, from the file written, before it is published.
+        index_info = file_checks(Storage.at(tmp.parent), tmp.name)
+        updated = dataclasses.replace(manifest, stats=stats, index_info=index_info)
         if storage.local:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, storage.path(manifest.index))
-            write_manifest(storage, dataclasses.replace(manifest, stats=stats))
+            write_manifest(storage, updated)
         else:
-            _publish_index(ds, tmp, dataclasses.replace(manifest, stats=stats))
+            _publish_index(ds, tmp, updated)
     finally:
         tmp.unlink(missing_ok=True)
         if not storage.local:

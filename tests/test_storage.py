@@ -164,8 +164,13 @@ def test_manifest_index_field(local_ds: Path) -> None:
     ds = ga.open(local_ds)
     expected = _groups(ds)
 
-    # A manifest of before the field (no "index") reads index.parquet.
-    _edit(local_ds, lambda b: b.pop("index"))
+    # A manifest of before the field (no "index", nor the later checksums) reads
+    # index.parquet.
+    def old_style(b: dict[str, Any]) -> None:
+        for field in ("index", "manifest_sha256", "index_info"):
+            b.pop(field)
+
+    _edit(local_ds, old_style)
     assert read_manifest(local_ds).index == "index.parquet"
     assert _groups(ga.open(local_ds)) == expected
 

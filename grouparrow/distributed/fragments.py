@@ -32,6 +32,7 @@ from grouparrow.sources import (
     RowLabel,
     Source,
     _expand,
+    checked_reader,
     file_format,
     input_storage,
     parquet_file,
@@ -69,11 +70,14 @@ class Fragment:
         """The fragment's rows, in the source's schema, numbered from ``first_row``."""
         description = {"fragment": self.index, "of": self.describe()}
         if self.table is not None:
-            reader = self.table.to_reader(max_chunksize=BATCH_ROWS)
+            # The same checks as the local engine's sources (column names, UTF-8).
+            reader = checked_reader(self.table.to_reader(max_chunksize=BATCH_ROWS))
             return Source(reader, description, self.table.nbytes, row_label=self.label)
         assert self.path is not None
         batches = self._parquet() if self.kind == "parquet" else self._with_duckdb()
         reader = pa.RecordBatchReader.from_batches(self.schema, batches)
+        if self.kind == "parquet":
+            reader = checked_reader(reader)
         return Source(reader, description, row_label=self.label)
 
     def _parquet(self) -> Iterator[pa.RecordBatch]:

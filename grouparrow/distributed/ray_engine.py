@@ -99,7 +99,11 @@ def run(
         lambda shard: remote_reduce.remote(spec_ref, reduce_plan, shard, directories),
         range(plan.num_shards),
     )
-    writer = pq.ParquetWriter(tmp / INDEX, index_schema(plan.schema.field(0).type, plan.label_type))
+    writer = pq.ParquetWriter(
+        tmp / INDEX,
+        index_schema(plan.schema.field(0).type, plan.label_type),
+        write_page_checksum=True,
+    )
     try:
         for _, index in reduced:
             writer.write_table(index, row_group_size=max(index.num_rows, 1))
