@@ -653,26 +653,14 @@ def check_enormous_group(ds: ga.GroupedDataset) -> None:
 
 
 @pytest.mark.slow
-def test_one_group_larger_than_the_memory_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_group_larger_than_the_memory_budget(tmp_path: Path, threads: int) -> None:
     ds = ga.build(
         enormous_group_source(),
         key="k",
         output=tmp_path / "out",
         memory_limit="256MB",
-        threads=1,
-        num_shards=2,
-    )
-    check_enormous_group(ds)
-
-
-@pytest.mark.slow
-def test_one_group_larger_than_the_memory_budget_default_threads(tmp_path: Path) -> None:
-    ds = ga.build(
-        enormous_group_source(),
-        key="k",
-        output=tmp_path / "out",
-        memory_limit="256MB",
-        threads=2,
+        threads=threads,
         num_shards=2,
     )
     check_enormous_group(ds)
