@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import grouparrow as ga
 from grouparrow import _sql, _tables
 from grouparrow import query as _query
+from grouparrow._scan import CRC_FAILURE
 from grouparrow.format import LABEL_COUNTS
 from grouparrow.statistics import summarize
 
@@ -245,23 +246,26 @@ def _print_query(relation: duckdb.DuckDBPyRelation, args: argparse.Namespace) ->
             raise _failed(exc) from exc
         print(_tables.format_table(table.slice(0, args.limit), total_rows=total))
         return 0
-    reader = _reader(relation)
-    if args.format == "csv":
-        _tables.write_csv(reader, reader.schema.names, sys.stdout)
-    else:
-        _tables.write_json(reader, sys.stdout)
+    try:  # rows stream out as DuckDB makes them: errors can come at any batch
+        reader = relation.to_arrow_reader()
+        if args.format == "csv":
+            _tables.write_csv(reader, reader.schema.names, sys.stdout)
+        else:
+            _tables.write_json(reader, sys.stdout)
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise _failed(exc) from exc
     return 0
 
 
-def _reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
-    try:
-        return relation.to_arrow_reader()
-    except duckdb.Error as exc:
-        raise _failed(exc) from exc
-
-
-def _failed(exc: duckdb.Error) -> ga.QueryError:
-    """An error DuckDB raised while running the query (after it bound)."""
+def _failed(exc: Exception) -> ga.GroupArrowError:
+    """An error DuckDB raised while running the query (after it bound): a damaged page
+    (:data:`grouparrow._scan.CRC_FAILURE`, DuckDB's message names the shard) is a
+    :class:`~grouparrow.CorruptDatasetError`."""
+    if CRC_FAILURE in str(exc):
+        return ga.CorruptDatasetError(
+            f"{exc}\nthe dataset is damaged: run grouparrow verify --full to list the damaged "
+            "files, then rebuild it"
+        )
     return ga.QueryError(f"{type(exc).__name__}: {exc}")
 
 

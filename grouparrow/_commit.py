@@ -25,7 +25,11 @@ what it lists. A failed upload deletes its prefix; ``mode="overwrite"`` deletes 
 manifest's prefix once the new manifest is written; with ``mode="error"`` the manifest is
 written only if none exists (a conditional put where the store has one). A killed build
 leaves its prefix, which :func:`grouparrow.gc.gc` deletes once it is older than a grace
-period (an object store has no locks to tell a running build).
+period (an object store has no locks to tell a running build). Its local scratch directory
+(``grouparrow-build-*`` under the temp directory: the index before upload, spool and spill
+files) is owned and locked as a local staging directory is, its owner file naming the
+output; ``grouparrow gc OUTPUT`` and every later successful build to that output delete
+it once its lock is free.
 
 Example:
     >>> import tempfile
@@ -92,8 +96,9 @@ EXCHANGE = True
 
 @dataclasses.dataclass
 class Staging:
-    """A build's staging directory, and the locked owner file that marks the build alive
-    (``lock`` is ``None`` for the local scratch of an object-store output)."""
+    """A build's staging directory (or an object-store build's local scratch directory),
+    and the locked owner file that marks the build alive (``lock`` is ``None`` once
+    :meth:`close` dropped it)."""
 
     path: Path
     lock: int | None = None
@@ -105,28 +110,51 @@ class Staging:
             self.lock = None
 
 
+#: The name of an object-store build's local scratch directory (under the temp directory)
+#: starts with this; its owner file names the output (``"output"``).
+SCRATCH_PREFIX = "grouparrow-build-"
+
+
 def staging_directory(out: Storage, temp_directory: str | os.PathLike[str] | None) -> Staging:
-    """A new local directory to build in: next to a local output (so that it can be renamed
-    into place), owned and locked by this process (:data:`OWNER`); else, for an
-    object-store output, under ``temp_directory`` (default: the system's)."""
+    """A new local directory to build in, owned and locked by this process (:data:`OWNER`):
+    next to a local output (so that it can be renamed into place); for an object-store
+    output, ``grouparrow-build-*`` under ``temp_directory`` (default: the system's), whose
+    owner file also names the output (so that ``grouparrow gc OUTPUT`` finds it once the
+    build is dead)."""
     if out.local:
         path = out.root_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}{TMP_INFIX}{uuid.uuid4().hex[:12]}"
-        with parent_lock(path.parent):
-            tmp.mkdir()
-            try:
-                return Staging(tmp, _own(tmp))
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-    import tempfile
+        output = None
+    else:
+        import tempfile
 
-    return Staging(Path(tempfile.mkdtemp(prefix="grouparrow-build-", dir=temp_directory)))
+        parent = Path(temp_directory if temp_directory is not None else tempfile.gettempdir())
+        tmp = parent / f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+        output = out.uri
+    with parent_lock(tmp.parent):  # gc never sees it without its owner file
+        tmp.mkdir(mode=0o700 if output else 0o777)
+        try:
+            return Staging(tmp, _own(tmp, output))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
-def _own(tmp: Path) -> int:
-    """Write and lock ``tmp``'s owner file; the locked descriptor."""
+def scratch_output(tmp: Path) -> str | None:
+    """The output URI an object-store build's scratch directory ``tmp`` was made for
+    (``None``: no owner file, or one that cannot be read)."""
+    try:
+        owner = json.loads((tmp / OWNER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    output = owner.get("output") if isinstance(owner, dict) else None
+    return output if isinstance(output, str) else None
+
+
+def _own(tmp: Path, output: str | None = None) -> int:
+    """Write and lock ``tmp``'s owner file (``output``: the output URI an object-store
+    build's scratch is for); the locked descriptor."""
     fd = os.open(tmp / OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with contextlib.suppress(OSError, ImportError):  # no locks: the pid and host tell
@@ -136,6 +164,7 @@ def _own(tmp: Path) -> int:
             "host": socket.gethostname(),
             "process_start": _process_start(os.getpid()),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"output": output} if output is not None else {}),
         }
         os.write(fd, json.dumps(owner).encode("utf-8"))
     except BaseException:
@@ -447,6 +476,10 @@ def _commit_remote(
     if previous is not None:
         with contextlib.suppress(Exception):  # committed: leftovers are only wasted space
             _delete_files_of(out, previous, keep=build_id)
+    with contextlib.suppress(Exception):  # as a local build runs gc on its output
+        from grouparrow.gc import gc_scratch
+
+        gc_scratch(out, tmp.parent)  # the local scratch that killed builds to `out` left
     _faults.point("remote:done")
 
 

@@ -2,7 +2,10 @@
 
 The engine calls :func:`point` at the steps of a build (``"map:done"``, ``"reduce:1:start"``,
 ``"commit:published"``, ...; the list is in ``tests/reliability/test_crash.py`` and
-docs/reliability.md). When ``$GROUPARROW_FAULTS`` names a JSON file, each entry of the list it
+docs/reliability.md); a Ray build's driver at its own (``"ray:map:1"``, ``"ray:index-written"``,
+...; listed in :mod:`grouparrow.distributed.ray_engine` and checked by
+``tests/reliability/test_crash_ray.py``), its tasks at ``"map:<fragment>"`` and
+``"reduce:<shard>"``. When ``$GROUPARROW_FAULTS`` names a JSON file, each entry of the list it
 holds says what to do at the points it matches:
 
 - ``"map:1"``: a point's name: exit at once with status 77 (``os._exit``), as a killed worker

@@ -6,7 +6,7 @@
     grouparrow build SOURCE... --key EXPR -o DIR --engine ray
     grouparrow info [DIR] [--json]
     grouparrow verify DIR [--no-checksums | --full] [--json]
-    grouparrow gc DIR [--dry-run] [--grace SECONDS] [--json]
+    grouparrow gc DIR [--dry-run] [--grace SECONDS] [--temp-directory DIR] [--json]
     grouparrow stats DIR [--label COLUMN] [--json]
     grouparrow sql DIR "QUERY" [--format table|csv|json]
     grouparrow plot DIR --kind sizes|labels --output FILE
@@ -174,7 +174,9 @@ def _parser() -> argparse.ArgumentParser:
         "that are not running, old outputs an interrupted overwrite moved aside "
         "(.DIR.grouparrow-old-*; one whose overwrite was killed half-way is first put back "
         "at DIR), and, on object stores, build-* prefixes the manifest does not list that are "
-        "older than --grace. The dataset at DIR and running builds are never touched.",
+        "older than --grace, and the local scratch directories (grouparrow-build-* under "
+        "--temp-directory) of builds to DIR that are not running. The dataset at DIR and "
+        "running builds are never touched.",
     )
     gc.add_argument("path", metavar="DIR", help="dataset directory or URI (it may not exist)")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
@@ -185,6 +187,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep leftovers whose build cannot be known dead (object-store prefixes) until "
         "they are this old (default: one day); 0 when no build to DIR is running",
+    )
+    gc.add_argument(
+        "--temp-directory",
+        metavar="DIR",
+        help="where object-store builds to DIR kept their local scratch (build's "
+        "--temp-directory; default: the system's temp directory)",
     )
     add_storage_options(gc)
     gc.add_argument("--json", action="store_true", help="print JSON")
@@ -433,6 +441,7 @@ def _gc(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         grace=args.grace,
         storage_options=args.storage_options,
+        temp_directory=args.temp_directory,
     )
     if args.json:
         print(json.dumps({"removed": removed, "dry_run": args.dry_run}, indent=2))

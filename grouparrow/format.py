@@ -493,7 +493,23 @@ def open_manifest(
         raise FormatError(
             f"{where} is a directory, not a manifest; the dataset is damaged"
         ) from None
-    return Manifest.from_json(_decode(data, str(where)), str(where), checksum=checksum), stamp
+    manifest = Manifest.from_json(_decode(data, str(where)), str(where), checksum=checksum)
+    _check_inside(Path(path), [MANIFEST, manifest.index, *(s.file for s in manifest.shards)])
+    return manifest, stamp
+
+
+def _check_inside(root: Path, files: list[str]) -> None:
+    """Refuse a dataset whose files resolve (through symbolic links) outside its directory:
+    a :class:`FormatError` naming the file and where it leads."""
+    inside = os.path.realpath(root)
+    for rel in files:
+        resolved = os.path.realpath(root / rel)
+        if os.path.commonpath([inside, resolved]) != inside:
+            raise FormatError(
+                f"{root / rel} is a symbolic link to {resolved}, outside the dataset's "
+                f"directory {inside}; grouparrow reads only files inside a dataset: copy the "
+                "file in, or move the dataset to where its files are"
+            )
 
 
 class _Interrupted(FileNotFoundError):

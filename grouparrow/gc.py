@@ -23,6 +23,20 @@ one: only disk space is lost, and :func:`gc` gets it back.
   manifest does not list is deleted only once it is ``grace`` seconds old (default one
   day; the time is in its name): a build running now is never deleted unless it started
   more than ``grace`` ago. Pass ``grace=0`` when no build to that output is running.
+  It also leaves its local scratch directory, ``grouparrow-build-*`` under the temp
+  directory (``temp_directory=`` of the build; default the system's), which is owned and
+  locked as a local staging directory is, its owner file naming the output: :func:`gc`
+  deletes those of builds to that output whose lock is free (pass the build's
+  ``temp_directory``), at once: a lock tells a dead build. Every successful object-store
+  build does the same for its output and temp directory (:func:`gc_scratch`), as a local
+  build runs :func:`gc`.
+- **Ray builds** (``engine="ray"``). A killed driver leaves what a local-engine build
+  leaves: its staging directory next to a local output (the tasks' ``_map`` files in it),
+  or its build prefix (with the ``_map`` files) and local scratch directory for an
+  object-store output; :func:`gc` deletes them the same way. The local Ray instance the
+  driver started dies with it, but a task in hand may run on for a second or two: a
+  staging directory it makes again after :func:`gc` deleted it has no owner file, and the
+  next :func:`gc` deletes it.
 
 Example:
     >>> import grouparrow as ga, pyarrow as pa, tempfile
@@ -45,10 +59,12 @@ from typing import Any
 from grouparrow._commit import (
     BUILD_PREFIX,
     OLD_INFIX,
+    SCRATCH_PREFIX,
     TMP_INFIX,
     fsync_directory,
     owner_alive,
     parent_lock,
+    scratch_output,
 )
 from grouparrow.format import MANIFEST, read_manifest
 from grouparrow.storage import Storage, is_uri
@@ -64,13 +80,16 @@ def gc(
     dry_run: bool = False,
     grace: float = DEFAULT_GRACE,
     storage_options: Mapping[str, Any] | None = None,
+    temp_directory: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """Delete what interrupted builds left beside the output ``path`` (a directory or a URI;
     it may not exist): staging directories of builds that are not running, old outputs
     moved aside, and, on object stores, ``build-*`` prefixes the manifest does not list that
-    are older than ``grace`` seconds. An overwrite interrupted between its two renames is
-    first undone (:func:`recover`). Returns the paths (URIs) deleted, or, with
-    ``dry_run``, that would be (then nothing is changed).
+    are older than ``grace`` seconds, and the local scratch directories
+    (``grouparrow-build-*`` under ``temp_directory``, default the system's temp directory)
+    of builds to that output that are not running (:func:`gc_scratch`). An overwrite
+    interrupted between its two renames is first undone (:func:`recover`). Returns the
+    paths (URIs) deleted, or, with ``dry_run``, that would be (then nothing is changed).
 
     The dataset at ``path`` is never touched, nor is a build that is running.
 
@@ -83,7 +102,8 @@ def gc(
         raise ValueError(f"grace={grace!r} must be a number of seconds >= 0")
     out = Storage.at(path, storage_options if is_uri(path) else None)
     if not out.local:
-        return _gc_remote(out, dry_run, grace)
+        prefixes = _gc_remote(out, dry_run, grace)
+        return prefixes + gc_scratch(out, temp_directory, dry_run=dry_run)
     target = out.root_path
     if not target.parent.is_dir():
         return []
@@ -189,6 +209,42 @@ def _gc_remote(out: Storage, dry_run: bool, grace: float) -> list[str]:
         for name in garbage:
             out.delete(name)
     return [out.url(n) for n in garbage]
+
+
+def gc_scratch(
+    out: Storage, temp_directory: str | os.PathLike[str] | None = None, *, dry_run: bool = False
+) -> list[str]:
+    """Delete the local scratch directories (``grouparrow-build-*`` in ``temp_directory``,
+    default the system's temp directory) of object-store builds to ``out`` that are not
+    running: those whose owner file names ``out`` and is not locked. A running build's (its
+    owner file locked) is never deleted, nor one of a build to another output, nor one with
+    no readable owner file (made by an older grouparrow, or killed as it was being made):
+    nothing tells whose it is. Returns the paths deleted (with ``dry_run``: that would be).
+
+    Example:
+        >>> import tempfile
+        >>> gc_scratch(Storage.at("memory://bucket/ds"), tempfile.mkdtemp())
+        []
+    """
+    import tempfile
+
+    parent = Path(temp_directory if temp_directory is not None else tempfile.gettempdir())
+    if not parent.is_dir():
+        return []
+    with parent_lock(parent):  # builds make theirs under this lock, owner file and all
+        garbage = [
+            parent / name
+            for name in sorted(os.listdir(parent))
+            if name.startswith(SCRATCH_PREFIX)
+            and (parent / name).is_dir()
+            and not (parent / name).is_symlink()
+            and scratch_output(parent / name) == out.uri
+            and owner_alive(parent / name) is False
+        ]
+    if not dry_run:  # dead builds stay dead: deleting needs no lock
+        for scratch in garbage:
+            _delete(scratch)
+    return [str(p) for p in garbage]
 
 
 def _started(build_id: str) -> float:

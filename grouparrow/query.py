@@ -5,6 +5,14 @@ grouparrow's macros, and errors that show the query.
 ``.fetchall()``); ``ds.connect()`` hands over a connection with the same views for longer
 work. Values go in as bound parameters (``params=``), never pasted into the text.
 
+The ``examples`` view scans the shards through PyArrow, which checks every Parquet page's
+CRC-32 (:mod:`grouparrow._scan`; DuckDB's own reader does not): a damaged page makes the
+query fail with DuckDB's error naming the shard file, never return its bytes. DuckDB pushes
+columns and filters into that scan; ``checked=False`` reads the shards with DuckDB's
+``read_parquet`` instead, unchecked, faster on selective queries (it skips pages by their
+statistics) and cheaper to set up over thousands of shards (bench/RESULTS.md, "SQL over
+examples"). The ``groups`` view reads the index, which opening a dataset checks whole.
+
 A remote dataset's fsspec filesystem is registered on the connection
 (:meth:`Storage.register <grouparrow.storage.Storage.register>`), and the views read its
 URIs through it: DuckDB's httpfs extension is not needed.
@@ -57,6 +65,7 @@ import duckdb
 import pyarrow as pa
 
 from grouparrow import _sql
+from grouparrow._scan import register_shards
 from grouparrow.errors import QueryError
 
 if TYPE_CHECKING:
@@ -66,18 +75,21 @@ if TYPE_CHECKING:
 VIEWS = ("examples", "groups", "labels")
 
 
-def connect(ds: GroupedDataset, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(
+    ds: GroupedDataset, *, read_only: bool = False, checked: bool = True
+) -> duckdb.DuckDBPyConnection:
     """A new in-memory DuckDB connection with the dataset's views and grouparrow's macros.
 
     In a :meth:`~grouparrow.GroupedDataset.split_groups` view, ``examples`` and ``groups``
     hold that side's groups only. ``read_only``: the connection installs no extension and
     its settings are locked (``SET`` fails); pair it with ``run(..., read_only=True)``,
-    which refuses statements that write.
+    which refuses statements that write. ``checked``: ``examples`` checks page CRCs (each
+    shard is then also a view named by its path); ``False``: DuckDB's unchecked reader.
 
     Example:
         >>> con = ds.connect()                                            # doctest: +SKIP
-        >>> con.sql("SELECT count(*) FROM examples").fetchone()           # doctest: +SKIP
-        (105153,)
+        >>> con.sql("SELECT count(*) FROM examples").fetchall()           # doctest: +SKIP
+        [(105153,)]
     """
     if ds._row_splits:
         raise QueryError(
@@ -85,9 +97,14 @@ def connect(ds: GroupedDataset, *, read_only: bool = False) -> duckdb.DuckDBPyCo
             "in Python); query the dataset it came from"
         )
     storage = ds.storage
-    files = [storage.url(shard.file) for shard in ds.manifest.shards]
+    files = [shard.file for shard in ds.manifest.shards]
     con = duckdb.connect()
     storage.register(con)  # a remote dataset: DuckDB reads through its fsspec filesystem
+    if checked:
+        shards = register_shards(con, storage, files, ds.manifest.schema)
+    else:
+        listed = ", ".join(_sql.literal(storage.url(f)) for f in files)
+        shards = f"SELECT * FROM read_parquet([{listed}])"
     examples_filter = groups_filter = ""
     if ds._group_splits:
         ids = ds.index.column("group_id")
@@ -100,7 +117,7 @@ def connect(ds: GroupedDataset, *, read_only: bool = False) -> duckdb.DuckDBPyCo
     con.execute(
         _sql.render(
             "views",
-            files="[" + ", ".join(_sql.literal(f) for f in files) + "]",
+            shards=shards,
             index=_sql.literal(storage.url(ds.manifest.index)),
             examples_filter=examples_filter,
             groups_filter=groups_filter,
@@ -148,15 +165,17 @@ class Connections:
 
     def __init__(self) -> None:
         self._pid = -1
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._cons: dict[bool, duckdb.DuckDBPyConnection] = {}
 
-    def get(self, ds: GroupedDataset) -> duckdb.DuckDBPyConnection:
-        if self._con is None or self._pid != os.getpid():
-            self._con, self._pid = connect(ds), os.getpid()
-        return self._con
+    def get(self, ds: GroupedDataset, *, checked: bool = True) -> duckdb.DuckDBPyConnection:
+        if self._pid != os.getpid():
+            self._cons, self._pid = {}, os.getpid()
+        if checked not in self._cons:
+            self._cons[checked] = connect(ds, checked=checked)
+        return self._cons[checked]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_pid": -1, "_con": None}
+        return {"_pid": -1, "_cons": {}}
 
 
 #: ``PRAGMA`` statements that only read (the others change settings, or import a database).

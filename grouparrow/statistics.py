@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from grouparrow import _sql
+from grouparrow._scan import shard_dataset
 from grouparrow.errors import GroupArrowError, KeySpecError
 from grouparrow.format import (
     INDEX,
@@ -90,30 +92,37 @@ def check_label_column(schema: pa.Schema, column: str) -> pa.DataType:
 
 def count_labels(
     con: duckdb.DuckDBPyConnection,
-    file: str | os.PathLike[str],
+    storage: Storage,
+    rel: str,
     key_column: str,
     label_column: str,
     label_type: pa.DataType,
 ) -> pa.Table:
-    """``(group_id, label_counts)`` of one shard file (a path, or a URI whose filesystem is
-    registered on ``con``), its groups in storage order."""
-    query = _sql.render(
-        "label_counts",
-        file=_sql.literal(os.fspath(file)),
-        key=_sql.ident(key_column),
-        label=_sql.ident(label_column),
-    )
-    table = con.sql(query).to_arrow_table()
+    """``(group_id, label_counts)`` of the shard file ``rel`` of ``storage`` (its page CRCs
+    checked: :mod:`grouparrow._scan`), its groups in no particular order."""
+    name = "__ga_label_shard"
+    con.register(name, shard_dataset(storage, rel))
+    try:
+        query = _sql.render(
+            "label_counts",
+            shard=name,
+            key=_sql.ident(key_column),
+            label=_sql.ident(label_column),
+        )
+        table = con.sql(query).to_arrow_table()
+    finally:
+        con.unregister(name)
     counts = table.column(LABEL_COUNTS).cast(label_counts_type(label_type))
     return pa.table({"group_id": table.column("group_id"), LABEL_COUNTS: counts})
 
 
 def with_label_counts(index: pa.Table, labels: pa.Table, where: str) -> pa.Table:
-    """A shard's index rows with its label counts (from :func:`count_labels`) appended."""
+    """A shard's index rows with its label counts (from :func:`count_labels`, groups in any
+    order) appended, in the index's order."""
     ids = index.column("group_id")
-    if labels.num_rows != index.num_rows or not labels.column("group_id").cast(ids.type).equals(
-        ids
-    ):
+    counted = labels.column("group_id").cast(ids.type)
+    position = pc.index_in(ids, value_set=counted, skip_nulls=False)
+    if labels.num_rows != index.num_rows or position.null_count:
         raise GroupArrowError(
             f"label counts of {where} do not line up with its index ({labels.num_rows} "
             f"groups counted, {index.num_rows} indexed); the dataset may be damaged: run "
@@ -121,7 +130,7 @@ def with_label_counts(index: pa.Table, labels: pa.Table, where: str) -> pa.Table
         )
     return index.append_column(
         pa.field(LABEL_COUNTS, labels.schema.field(LABEL_COUNTS).type, nullable=False),
-        labels.column(LABEL_COUNTS),
+        labels.column(LABEL_COUNTS).take(position),
     )
 
 
@@ -163,7 +172,7 @@ def compute_stats(ds: GroupedDataset, label_column: str) -> GroupedDataset:
                 part = base.slice(start, info.num_groups)
                 start += info.num_groups
                 labels = count_labels(
-                    con, storage.url(info.file), manifest.key_column, label_column, label_type
+                    con, storage, info.file, manifest.key_column, label_column, label_type
                 )
                 table = with_label_counts(part, labels, f"shard {info.file}")
                 writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))

@@ -1,13 +1,14 @@
--- Per-group label counts of one shard file, groups in storage order (by their first row):
--- each group's labels that occur, sorted (a null label last), with their row counts.
--- {{ file }}: the shard's path; {{ key }}: the key column; {{ label }}: the label column.
+-- Per-group label counts of one shard: each group's labels that occur, sorted (a null
+-- label last), with their row counts; groups in no particular order (the caller aligns
+-- them with the index).
+-- {{ shard }}: the shard, a view or registered dataset (grouparrow/_scan.py: its page CRCs
+-- are checked); {{ key }}: the key column; {{ label }}: the label column.
 SELECT
     {{ key }} AS group_id,
     list({'label': __ga_label, 'count': __ga_n} ORDER BY __ga_label NULLS LAST) AS label_counts
 FROM (
-    SELECT {{ key }}, {{ label }} AS __ga_label, count(*) AS __ga_n, min(file_row_number) AS __ga_first
-    FROM read_parquet({{ file }}, file_row_number = true)
+    SELECT {{ key }}, {{ label }} AS __ga_label, count(*) AS __ga_n
+    FROM {{ shard }}
     GROUP BY ALL
 ) AS __ga_pairs
 GROUP BY {{ key }}
-ORDER BY min(__ga_first)

@@ -13,6 +13,16 @@ error the local engine raises.
 The driver connects to a running cluster if ``ray.init`` was called (``ray.init(
 address="auto")`` on a cluster node), else starts a local Ray instance.
 
+The driver calls :func:`grouparrow._faults.point` at its steps, for the kill tests
+(``tests/reliability/test_crash_ray.py``): ``"ray:started"`` (Ray is up, nothing submitted),
+``"ray:map:<n>"`` and ``"ray:reduce:<n>"`` once ``n`` map or reduce tasks finished (counted
+as they finish, from 1), ``"ray:maps-done"``, ``"ray:reduces-done"``, ``"ray:index-written"``
+(the index is in the staging location) and ``"ray:done"`` (the map files deleted); then the
+commit's points (:mod:`grouparrow._commit`). Tasks have their own (``"map:<fragment>"``,
+``"reduce:<shard>"``, in :mod:`grouparrow.distributed.tasks`). A killed driver commits
+nothing: the previous output stands, and ``grouparrow gc`` deletes what it left
+(docs/reliability.md).
+
 Example:
     >>> ga.build("data/*.parquet", key="user", output="s3://bucket/by-user",
     ...          engine="ray")                                    # doctest: +SKIP
@@ -30,6 +40,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from grouparrow import _faults
 from grouparrow._progress import Progress
 from grouparrow.build import _Options, _Plan, _Stream
 from grouparrow.distributed import fragments
@@ -68,6 +79,7 @@ def run(
     _check_key(plan.key_spec)
     if not ray.is_initialized():
         ray.init()
+    _faults.point("ray:started")
     parts = fragments.fragments(
         source,
         stream.source_schema,
@@ -90,7 +102,8 @@ def run(
     )
     spec_ref = ray.put(spec)
     progress.set_phase(f"partitioning ({len(parts)} map tasks)")
-    maps = _gather(ray, lambda part: remote_map.remote(spec_ref, part), parts)
+    maps = _gather(ray, lambda part: remote_map.remote(spec_ref, part), parts, "map")
+    _faults.point("ray:maps-done")
     directories = [m.directory for m in sorted(maps, key=lambda m: m.fragment)]
     reduce_plan = _without_udfs(plan)
     progress.set_phase(f"clustering ({plan.num_shards} reduce tasks)")
@@ -98,7 +111,9 @@ def run(
         ray,
         lambda shard: remote_reduce.remote(spec_ref, reduce_plan, shard, directories),
         range(plan.num_shards),
+        "reduce",
     )
+    _faults.point("ray:reduces-done")
     writer = pq.ParquetWriter(
         tmp / INDEX,
         index_schema(plan.schema.field(0).type, plan.label_type),
@@ -111,9 +126,11 @@ def run(
         writer.close()
     if not work.local:
         work.put(tmp / INDEX, INDEX)
+    _faults.point("ray:index-written")
     work.invalidate()  # the tasks wrote there: forget cached listings
     for scratch in (MAP_DIR, REDUCE_DIR):
         work.delete(scratch)
+    _faults.point("ray:done")
     infos = [info for info, _ in reduced]
     report = {
         "engine": "ray",
@@ -146,17 +163,19 @@ def _check_key(spec: Any) -> None:
 _WINDOW = re.compile(r"\bover\s*\(", re.IGNORECASE)
 
 
-def _gather(ray: Any, submit: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+def _gather(ray: Any, submit: Callable[[Any], Any], items: Sequence[Any], step: str) -> list[Any]:
     """``submit(item)`` for each item, at most two tasks per cluster CPU in flight; their
-    results in order. After the first error no task is submitted, those in flight are
-    waited for (none may write into the staging location once the driver cleans it up),
-    and the error is raised (the user's, unwrapped). Tasks are never cancelled: cancelling
-    made Ray 2.60's driver abort ("Tried to complete task that was not pending")."""
+    results in order (the fault point ``"ray:<step>:<n>"`` once ``n`` succeeded). After the
+    first error no task is submitted, those in flight are waited for (none may write into
+    the staging location once the driver cleans it up), and the error is raised (the
+    user's, unwrapped). Tasks are never cancelled: cancelling made Ray 2.60's driver abort
+    ("Tried to complete task that was not pending")."""
     window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     results: list[Any] = [None] * len(items)
     pending: dict[Any, int] = {}
     queue = iter(enumerate(items))
     error: BaseException | None = None
+    finished = 0
     while True:
         while error is None and len(pending) < window:
             entry = next(queue, None)
@@ -172,6 +191,9 @@ def _gather(ray: Any, submit: Callable[[Any], Any], items: Sequence[Any]) -> lis
                 results[n] = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 error = error or exc
+                continue
+            finished += 1
+            _faults.point(f"ray:{step}:{finished}")
     if error is not None:
         cause = getattr(error, "cause", None)
         if isinstance(cause, BaseException):

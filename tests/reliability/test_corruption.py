@@ -18,9 +18,8 @@ the dataset, a file listed twice, negative counts), each with a valid checksum (
 writer can compute one), are refused with a ``FormatError`` naming the manifest, and
 nothing outside the dataset's directory is opened.
 
-SQL over the shards (the ``examples`` view) is read by DuckDB, which does not check Parquet
-page CRCs: a flipped byte inside a data page can reach a query's result. That is recorded
-by a strict xfail test (see its reason).
+SQL over the shards (the ``examples`` view) scans them through PyArrow, which checks page
+CRCs: a flipped byte inside a data page fails the query with DuckDB's error naming the shard.
 
 Environment: ``GROUPARROW_CORRUPTION_OFFSETS`` (default 32) offsets per file;
 ``GROUPARROW_LONG=1`` raises it to 400. ``GROUPARROW_RELIABILITY_STATS=FILE`` writes the
@@ -40,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -100,6 +100,10 @@ def _sql(path: Path) -> list[tuple[Any, ...]]:
     return ga.open(path).sql(query).fetchall()
 
 
+def _sql_examples(path: Path) -> list[tuple[Any, ...]]:
+    return ga.open(path).sql("SELECT * FROM examples ORDER BY i").fetchall()
+
+
 def _open(path: Path) -> tuple[int, int]:
     ds = ga.open(path)
     return ds.num_groups, ds.num_rows
@@ -112,6 +116,7 @@ READS: dict[str, Callable[[Path], Any]] = {
     "cache": _cache,
     "stats": _stats,
     "sql": _sql,
+    "sql_examples": _sql_examples,
 }
 
 
@@ -201,14 +206,18 @@ def _damages(kind: str, data: bytes, seed: int) -> Iterator[tuple[str, bytes]]:
 
 
 def _outcome(read: Callable[[Path], Any], root: Path, damaged: Path, expected: Any) -> str:
-    """ "detected" (a FormatError naming ``damaged``), "same" (exactly the undamaged data), or
-    what went wrong."""
+    """ "detected" (a FormatError naming ``damaged``; from SQL over ``examples``, DuckDB's
+    error naming it), "same" (exactly the undamaged data), or what went wrong."""
     try:
         got = read(root)
     except ga.FormatError as exc:
         if str(damaged) in str(exc):
             return "detected"
         return f"a FormatError not naming {damaged}: {exc}"
+    except duckdb.Error as exc:
+        if read is _sql_examples and str(damaged) in str(exc):
+            return "detected"
+        return f"{type(exc).__name__} (not a FormatError): {exc}"
     except Exception as exc:
         return f"{type(exc).__name__} (not a FormatError): {exc}"
     return "same" if got == expected else "WRONG DATA"
@@ -304,16 +313,13 @@ def test_python_readers_catch_a_flipped_data_byte(pristine: Path, tmp_path: Path
             read(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="query.py (R3/lead): the examples view reads shards with DuckDB's Parquet reader, "
-    "which does not check page CRC-32s, so a flipped byte inside a data page reaches SQL "
-    "results; fix: scan shards through PyArrow with page_checksum_verification=True "
-    "(a pyarrow.dataset registered on the connection) or document SQL as unchecked",
-)
 def test_sql_over_examples_catches_a_flipped_data_byte(
     pristine: Path, expected: dict[str, Any], tmp_path: Path
 ) -> None:
+    """The ``examples`` view checks page CRCs (PyArrow scans, grouparrow/_scan.py): the
+    query fails naming the shard. DuckDB raises the error as its own (relations are lazy:
+    it comes while rows are fetched), with the shard's path in it. The unchecked reader
+    (``checked=False``) is what DuckDB's ``read_parquet`` makes of the same bytes."""
     query = "SELECT k, i, x FROM examples ORDER BY i"
     right = ga.open(pristine).sql(query).fetchall()
     root = tmp_path / "ds"
@@ -322,12 +328,30 @@ def test_sql_over_examples_catches_a_flipped_data_byte(
     data = bytearray(shard.read_bytes())
     data[_data_page_flip(shard)] ^= 0x01
     shard.write_bytes(bytes(data))
-    try:
-        got = ga.open(root).sql(query).fetchall()
-    except ga.FormatError as exc:
-        assert str(shard) in str(exc)
-        return
-    assert got == right
+    ds = ga.open(root)
+    with pytest.raises(duckdb.Error, match=re.escape(str(shard)) + ".*CRC checksum"):
+        ds.sql(query).fetchall()
+    with pytest.raises(duckdb.Error, match=re.escape(str(shard))):
+        ds.connect().sql("SELECT sum(x) FROM examples").fetchall()
+    assert ds.sql("SELECT count(*) FROM examples").fetchall() == [(len(right),)]
+    assert ds.sql(query, checked=False).fetchall() != right  # what the check is for
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_cli_sql_names_a_damaged_page(
+    pristine: Path, tmp_path: Path, output: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grouparrow.cli import main
+
+    root = tmp_path / "ds"
+    shutil.copytree(pristine, root)
+    shard = _file_of(root, "shard-0")
+    data = bytearray(shard.read_bytes())
+    data[_data_page_flip(shard)] ^= 0x01
+    shard.write_bytes(bytes(data))
+    assert main(["sql", str(root), "SELECT * FROM examples", "--format", output]) == 2
+    err = capsys.readouterr().err
+    assert str(shard) in err and "CRC checksum" in err and "grouparrow verify --full" in err
 
 
 # -- hostile manifests ------------------------------------------------------------------------
@@ -530,3 +554,37 @@ def test_legacy_manifest_without_checksum_reads(pristine: Path, tmp_path: Path) 
     (root / "grouparrow.json").write_text(json.dumps(body, indent=2))
     with pytest.raises(ga.CorruptDatasetError, match="manifesT_sha256"):
         ga.open(root)
+
+
+# -- symbolic links ---------------------------------------------------------------------------
+
+
+def test_links_out_of_the_dataset_are_refused(
+    pristine: Path, expected: dict[str, Any], tmp_path: Path
+) -> None:
+    """A shard, the index, the manifest or the data directory that is a symbolic link leading
+    outside the dataset's directory is refused on open (even to a byte-identical copy:
+    the link is the problem); a dataset reached through a link, or links that stay inside
+    it, read as usual."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shard_rel = _file_of(pristine, "shard-0").relative_to(pristine)
+    for target in ("grouparrow.json", "index.parquet", str(shard_rel), shard_rel.parts[0]):
+        root = tmp_path / f"ds-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(pristine, root)
+        moved = outside / f"{root.name}-{Path(target).name}"
+        shutil.move(root / target, moved)
+        (root / target).symlink_to(moved)
+        with pytest.raises(ga.FormatError, match=re.escape(str(root / target)) + ".*outside"):
+            ga.open(root)
+        report = ga.verify(root)
+        assert not report.ok and "outside" in " ".join(report.problems)
+    linked = tmp_path / "linked"
+    linked.symlink_to(pristine)
+    assert _stream(linked) == expected["stream"]
+    inner = tmp_path / "inner"
+    shutil.copytree(pristine, inner)
+    shard = inner / shard_rel
+    shutil.move(shard, inner / "elsewhere.parquet")
+    shard.symlink_to(inner / "elsewhere.parquet")
+    assert _stream(inner) == expected["stream"]

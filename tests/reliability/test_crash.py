@@ -305,6 +305,14 @@ def clean_up(run: Run, how: str, source: str, new: Path) -> None:
     check that none is left and the output is as it was (gc) or the new dataset (build)."""
     name, parent = run.out.name, run.out.parent
     if run.remote:
+        # The build's local scratch (under its temp_directory), unless it got to remove it:
+        # its owner lock is free, so gc deletes it at once.
+        scratch = run.out.parent / f"scratch-{run.out.name}"
+        dead = sorted(str(p) for p in scratch.iterdir())
+        assert len(dead) == (0 if run.point == "remote:done" else 1), (run.point, dead)
+        kept = {"storage_options": LOCAL_OPTIONS, "temp_directory": scratch}
+        assert ga.gc(run.uri, **kept) == dead  # its build-* prefix: too young to tell
+        assert list(scratch.iterdir()) == []
         unlisted = remote_leftovers(run.out)
         assert ga.gc(run.uri, storage_options=LOCAL_OPTIONS) == []  # too young to tell
         before = listed_files(run.out) if (run.out / "grouparrow.json").exists() else None
@@ -514,6 +522,10 @@ def test_kill_the_s3_commit(data: Data, tmp_path: Path, s3: tuple[str, dict[str,
             options=options,
         )
         assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+        (scratch,) = (tmp_path / f"scratch-s{n}").iterdir()  # the build's local scratch
+        assert json.loads((scratch / _commit.OWNER).read_text())["output"] == uri
+        assert ga.gc(uri, storage_options=options, temp_directory=scratch.parent) == [str(scratch)]
+        assert not scratch.exists()
         fs.invalidate_cache()
         assert ga.verify(uri, storage_options=options).ok
         ds = ga.open(uri, storage_options=options)
@@ -667,6 +679,86 @@ def test_gc_cli(data: Data, tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out == f"{out}: nothing to remove\n"
     assert main(["gc", str(out), "--grace", "-1"]) == 2
     assert "grace" in capsys.readouterr().err
+
+
+def test_the_scratch_of_object_store_builds_is_owned_and_collected(
+    data: Data, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An object-store build's local scratch (``grouparrow-build-*`` under its
+    ``temp_directory``) is owned and locked like a local staging directory: ``gc`` (and
+    ``grouparrow gc --temp-directory``) and every successful build to the same output delete
+    those of killed builds to that output, never a running build's, nor another output's,
+    nor one with no owner file (``local://`` outputs: the object-store commit on local
+    disk)."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    a, b = f"local://{tmp_path}/a", f"local://{tmp_path}/b"
+    options = json.dumps(LOCAL_OPTIONS)
+    runs = 0
+
+    def start(uri: str, faults: list[Any]) -> subprocess.Popen[str]:
+        nonlocal runs
+        runs += 1
+        spec = tmp_path / f"faults-{runs}.json"
+        spec.write_text(json.dumps(faults))
+        args = [data.new_src, uri, "overwrite", "1", options, str(temp)]
+        return subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, *args],
+            cwd=ROOT,
+            env={**os.environ, "GROUPARROW_FAULTS": str(spec)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def killed(uri: str, point: str) -> Path:
+        """The scratch directory of a build to ``uri`` killed at ``point``."""
+        before = set(temp.iterdir())
+        process = start(uri, [{"point": point, "action": "kill"}])
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == -signal.SIGKILL, stderr[-2000:]
+        (scratch,) = set(temp.iterdir()) - before
+        owner = json.loads((scratch / _commit.OWNER).read_text())
+        assert (owner["pid"], owner["output"]) == (process.pid, uri)
+        assert scratch.name.startswith(_commit.SCRATCH_PREFIX)
+        return scratch
+
+    dead_a, dead_b = killed(a, "reduce:1:writing"), killed(b, "map:done")
+    unowned = temp / f"{_commit.SCRATCH_PREFIX}unowned"  # an older grouparrow's, say
+    unowned.mkdir()
+    running = start(a, [{"point": "reduce:1:start", "action": "sleep", "seconds": 120}])
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(temp.iterdir())) < 4:
+            assert running.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        (alive,) = set(temp.iterdir()) - {dead_a, dead_b, unowned}
+        with _commit.parent_lock(temp):  # held while a build makes its scratch and owner file
+            pass
+        assert _commit.owner_alive(alive) and not _commit.owner_alive(dead_a)
+        kept = {"storage_options": LOCAL_OPTIONS, "temp_directory": temp}
+        assert ga.gc(a, dry_run=True, **kept) == [str(dead_a)]
+        assert dead_a.exists()
+        assert main(["gc", a, "--temp-directory", str(temp), "--storage-options", options]) == 0
+        assert capsys.readouterr().out == f"removed {dead_a}\n"
+        assert ga.gc(a, grace=0, **kept) == []  # the running one, another's, an unowned one
+        dead_a = killed(a, "index:done")
+        ga.build(
+            data.old_src,
+            key="k",
+            output=a,
+            num_shards=NUM_SHARDS,
+            mode="overwrite",
+            temp_directory=temp,
+            storage_options=LOCAL_OPTIONS,
+        )  # a successful build to `a` removes its dead scratch
+        assert sorted(temp.iterdir()) == sorted([alive, dead_b, unowned])
+    finally:
+        running.kill()
+        running.communicate(timeout=60)
+    assert ga.gc(a, **kept) == [str(alive)]
+    assert ga.gc(b, **kept) == [str(dead_b)]
+    assert list(temp.iterdir()) == [unowned]
 
 
 @pytest.fixture(autouse=True)

@@ -252,9 +252,11 @@ def test_sql_repeatedly_without_leaking_connections(
     small: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ds = ga.open(small)
-    for _ in range(20):
+    for _ in range(20):  # warm up: the first scans start PyArrow's fixed thread pools
         ds.sql("SELECT count(*) FROM examples").fetchall()
         ga.open(small).sql("SELECT count(*) FROM groups").fetchall()
+        with ds.connect() as con:
+            con.sql("SELECT count(*) FROM examples").fetchall()
     usage = Usage()
     for _ in range(300):  # one connection, reused
         assert ds.sql("SELECT count(*) FROM examples").fetchall() == [(600,)]
