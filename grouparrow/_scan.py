@@ -59,6 +59,7 @@ def shard_dataset(storage: Storage, rel: str, schema: pa.Schema | None = None) -
     """The Parquet file ``rel`` of ``storage`` as a dataset whose scans check page CRC-32s
     (``schema``, when given, spares reading the footer before a scan)."""
     import pyarrow.dataset as pads  # imports pandas: not on `import grouparrow`
+
     options = pads.ParquetFragmentScanOptions(
         page_checksum_verification=True, pre_buffer=not storage.local
     )
