@@ -55,19 +55,51 @@ class _RangesHandler(pyarrow.fs.FSSpecHandler):
         return pa.PythonFile(self._storage.open_ranges(rel), mode="r")
 
 
+def scannable(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the types DuckDB cannot scan from Arrow replaced by those its Parquet
+    reader gives the same columns (the scan casts): ``float16`` as ``float32``, in nested
+    types too.
+
+    Example:
+        >>> scannable(pa.schema([("h", pa.list_(pa.float16()))])).field("h").type
+        ListType(list<item: float>)
+    """
+    return pa.schema([f.with_type(_scannable(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def _scannable(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_scannable(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_scannable(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_scannable(t.value_type)), t.list_size)
+    if pa.types.is_map(t):
+        key, item = t.key_field, t.item_field
+        return pa.map_(key.with_type(_scannable(key.type)), item.with_type(_scannable(item.type)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_scannable(f.type)) for f in t])
+    return t
+
+
 def shard_dataset(storage: Storage, rel: str, schema: pa.Schema | None = None) -> pads.Dataset:
     """The Parquet file ``rel`` of ``storage`` as a dataset whose scans check page CRC-32s
-    (``schema``, when given, spares reading the footer before a scan)."""
+    (``schema``, when given, spares reading the footer before a scan; types DuckDB cannot
+    scan are cast, see :func:`scannable`)."""
     import pyarrow.dataset as pads  # imports pandas: not on `import grouparrow`
 
     options = pads.ParquetFragmentScanOptions(
         page_checksum_verification=True, pre_buffer=not storage.local
     )
     file_format = pads.ParquetFileFormat(default_fragment_scan_options=options)
-    if storage.local:
-        return pads.dataset(storage.path(rel), schema=schema, format=file_format)
-    filesystem = pyarrow.fs.PyFileSystem(_RangesHandler(storage))
-    return pads.dataset(storage.path(rel), schema=schema, format=file_format, filesystem=filesystem)
+    filesystem = None if storage.local else pyarrow.fs.PyFileSystem(_RangesHandler(storage))
+    if schema is None:
+        schema = pads.dataset(storage.path(rel), format=file_format, filesystem=filesystem).schema
+    return pads.dataset(
+        storage.path(rel), schema=scannable(schema), format=file_format, filesystem=filesystem
+    )
 
 
 def register_shards(
