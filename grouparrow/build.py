@@ -499,9 +499,12 @@ class _Stream:
             con.execute(f"CREATE VIEW __ga_source AS {self.source.sql}")
             return
         schema = self.schema.append(pa.field("__ga_row", pa.int64(), nullable=False))
-        con.register(
-            "__ga_source", pa.RecordBatchReader.from_batches(schema, self._batches(schema))
-        )
+        try:
+            con.register(
+                "__ga_source", pa.RecordBatchReader.from_batches(schema, self._batches(schema))
+            )
+        except duckdb.NotImplementedException as exc:
+            raise SourceError(_unreadable(self.schema, exc)) from exc
 
     def _batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         batches = iter(self._reader)
@@ -717,6 +720,24 @@ def reduce_shard(
         )
         index = with_label_counts(index, labels, f"shard {shard}")
     return info, index
+
+
+def _unreadable(schema: pa.Schema, exc: Exception) -> str:
+    """Why DuckDB refused to read a source of ``schema``: the columns whose Arrow types it
+    cannot read, and what to do."""
+    bad = []
+    for field in schema:
+        try:
+            with duckdb.connect() as con:
+                con.from_arrow(pa.table({"c": pa.array([], field.type)})).fetchall()
+        except duckdb.Error:
+            bad.append(f"{field.name!r} ({field.type})")
+    columns = ", ".join(bad) or "a column"
+    return (
+        f"DuckDB cannot read the source's column(s) {columns} ({exc}); cast them to a type it "
+        "reads before building (e.g. a decimal256 to decimal128 or float64, a union to its "
+        "members)"
+    )
 
 
 def _prepare(

@@ -488,6 +488,21 @@ def test_files_whose_columns_differ(tmp_path: Path) -> None:
     refused(tmp_path, ga.SourceError, "different", csvs, key="u")
 
 
+def test_columns_duckdb_cannot_read_are_named(tmp_path: Path) -> None:
+    import decimal
+
+    table = pa.table(
+        {
+            "u": ["a", "b"],
+            "d": pa.array([decimal.Decimal("1.5")] * 2, pa.decimal256(50, 2)),
+            "ok": pa.array([decimal.Decimal("1.5")] * 2, pa.decimal128(10, 2)),
+        }
+    )
+    match = r"cannot read the source's column\(s\) 'd' \(decimal256"
+    message = refused(tmp_path, ga.SourceError, match, table, key="u")
+    assert "'ok'" not in message and "cast them" in message
+
+
 def test_a_generator_is_not_a_source(tmp_path: Path) -> None:
     refused(tmp_path, ga.SourceError, "cannot read a source of type", (b for b in [FIRST]), key="u")
 
