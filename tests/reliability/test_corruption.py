@@ -301,13 +301,20 @@ def _data_page_flip(shard: Path) -> int:
     return column.data_page_offset + column.total_compressed_size // 2
 
 
-def test_python_readers_catch_a_flipped_data_byte(pristine: Path, tmp_path: Path) -> None:
+def _with_a_flipped_data_byte(pristine: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the dataset (its directory, its first shard) with one byte flipped inside
+    a data page of that shard."""
     root = tmp_path / "ds"
     shutil.copytree(pristine, root)
     shard = _file_of(root, "shard-0")
     data = bytearray(shard.read_bytes())
     data[_data_page_flip(shard)] ^= 0x01
     shard.write_bytes(bytes(data))
+    return root, shard
+
+
+def test_python_readers_catch_a_flipped_data_byte(pristine: Path, tmp_path: Path) -> None:
+    root, shard = _with_a_flipped_data_byte(pristine, tmp_path)
     for read in (_stream, _fetch, _cache):
         with pytest.raises(ga.CorruptDatasetError, match=re.escape(str(shard))):
             read(root)
@@ -322,12 +329,7 @@ def test_sql_over_examples_catches_a_flipped_data_byte(
     (``checked=False``) is what DuckDB's ``read_parquet`` makes of the same bytes."""
     query = "SELECT k, i, x FROM examples ORDER BY i"
     right = ga.open(pristine).sql(query).fetchall()
-    root = tmp_path / "ds"
-    shutil.copytree(pristine, root)
-    shard = _file_of(root, "shard-0")
-    data = bytearray(shard.read_bytes())
-    data[_data_page_flip(shard)] ^= 0x01
-    shard.write_bytes(bytes(data))
+    root, shard = _with_a_flipped_data_byte(pristine, tmp_path)
     ds = ga.open(root)
     with pytest.raises(duckdb.Error, match=re.escape(str(shard)) + ".*CRC checksum"):
         ds.sql(query).fetchall()
@@ -343,12 +345,7 @@ def test_cli_sql_names_a_damaged_page(
 ) -> None:
     from grouparrow.cli import main
 
-    root = tmp_path / "ds"
-    shutil.copytree(pristine, root)
-    shard = _file_of(root, "shard-0")
-    data = bytearray(shard.read_bytes())
-    data[_data_page_flip(shard)] ^= 0x01
-    shard.write_bytes(bytes(data))
+    root, shard = _with_a_flipped_data_byte(pristine, tmp_path)
     assert main(["sql", str(root), "SELECT * FROM examples", "--format", output]) == 2
     err = capsys.readouterr().err
     assert str(shard) in err and "CRC checksum" in err and "grouparrow verify --full" in err

@@ -586,9 +586,9 @@ def test_kill_in_time(data: Data, tmp_path: Path) -> None:
 
 
 # -- recovery and gc --------------------------------------------------------------------------
-def test_a_build_recovers_an_interrupted_two_rename_overwrite(data: Data, tmp_path: Path) -> None:
-    """Killed between the two renames (no atomic swap): the next build, even one that fails
-    because the output exists, first puts the old output back."""
+def _killed_between_renames(data: Data, tmp_path: Path) -> Path:
+    """``tmp_path/out``, the old dataset, after an overwrite (no atomic swap) was killed
+    between its two renames."""
     out = tmp_path / "out"
     shutil.copytree(data.old, out)
     run = execute(
@@ -597,6 +597,13 @@ def test_a_build_recovers_an_interrupted_two_rename_overwrite(data: Data, tmp_pa
         exchange=False,
     )
     assert run.returncode == -signal.SIGKILL
+    return out
+
+
+def test_a_build_recovers_an_interrupted_two_rename_overwrite(data: Data, tmp_path: Path) -> None:
+    """Killed between the two renames (no atomic swap): the next build, even one that fails
+    because the output exists, first puts the old output back."""
+    out = _killed_between_renames(data, tmp_path)
     assert not out.exists() and len(leftovers(tmp_path, "out")) == 2
     with pytest.raises(ga.OutputExistsError, match="already exists"):
         ga.build(data.new_src, key="k", output=out, num_shards=NUM_SHARDS)
@@ -611,14 +618,7 @@ def test_a_build_recovers_an_interrupted_two_rename_overwrite(data: Data, tmp_pa
 def test_open_recovers_an_interrupted_two_rename_overwrite(data: Data, tmp_path: Path) -> None:
     """Killed between the two renames: ``ga.open`` puts the old output back (through
     :func:`grouparrow.gc.recover`) and opens it; gc then deletes the dead build's files."""
-    out = tmp_path / "out"
-    shutil.copytree(data.old, out)
-    run = execute(
-        Run(out=out, uri=str(out), mode="overwrite", point="commit:moved-aside"),
-        data.new_src,
-        exchange=False,
-    )
-    assert run.returncode == -signal.SIGKILL
+    out = _killed_between_renames(data, tmp_path)
     assert not out.exists()
     assert ga.open(out).num_rows == 4000
     assert files_of(out) == data.old_files and ga.verify(out).ok
