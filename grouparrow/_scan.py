@@ -84,10 +84,10 @@ def _scannable(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def shard_dataset(storage: Storage, rel: str, schema: pa.Schema | None = None) -> pads.Dataset:
-    """The Parquet file ``rel`` of ``storage`` as a dataset whose scans check page CRC-32s
-    (``schema``, when given, spares reading the footer before a scan; types DuckDB cannot
-    scan are cast, see :func:`scannable`)."""
+def shard_dataset(storage: Storage, rel: str, schema: pa.Schema) -> pads.Dataset:
+    """The Parquet file ``rel`` of ``storage``, a shard of a dataset of ``schema``, as a
+    dataset whose scans check page CRC-32s and cast to ``schema`` (Parquet's stored forms
+    back to the dataset's types; types DuckDB cannot scan as :func:`scannable` says)."""
     import pyarrow.dataset as pads  # imports pandas: not on `import grouparrow`
 
     options = pads.ParquetFragmentScanOptions(
@@ -95,8 +95,6 @@ def shard_dataset(storage: Storage, rel: str, schema: pa.Schema | None = None) -
     )
     file_format = pads.ParquetFileFormat(default_fragment_scan_options=options)
     filesystem = None if storage.local else pyarrow.fs.PyFileSystem(_RangesHandler(storage))
-    if schema is None:
-        schema = pads.dataset(storage.path(rel), format=file_format, filesystem=filesystem).schema
     return pads.dataset(
         storage.path(rel), schema=scannable(schema), format=file_format, filesystem=filesystem
     )
@@ -106,7 +104,7 @@ def register_shards(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
     files: Sequence[str],
-    schema: pa.Schema | None = None,
+    schema: pa.Schema,
 ) -> str:
     """Register each shard of ``files`` (paths relative to ``storage``) on ``con`` under its
     full path or URI, as a :func:`shard_dataset`; returns a query of all their rows

@@ -716,7 +716,13 @@ def reduce_shard(
     if plan.label_column is not None:
         assert plan.label_type is not None
         labels = count_labels(
-            con, Storage.at(directory), name, plan.key_column, plan.label_column, plan.label_type
+            con,
+            Storage.at(directory),
+            name,
+            plan.schema,
+            plan.key_column,
+            plan.label_column,
+            plan.label_type,
         )
         index = with_label_counts(index, labels, f"shard {shard}")
     return info, index

@@ -94,14 +94,16 @@ def count_labels(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
     rel: str,
+    schema: pa.Schema,
     key_column: str,
     label_column: str,
     label_type: pa.DataType,
 ) -> pa.Table:
-    """``(group_id, label_counts)`` of the shard file ``rel`` of ``storage`` (its page CRCs
-    checked: :mod:`grouparrow._scan`), its groups in no particular order."""
+    """``(group_id, label_counts)`` of the shard file ``rel`` of ``storage`` (of a dataset
+    of ``schema``; its page CRCs checked: :mod:`grouparrow._scan`), its groups in no
+    particular order."""
     name = "__ga_label_shard"
-    con.register(name, shard_dataset(storage, rel))
+    con.register(name, shard_dataset(storage, rel, schema))
     try:
         query = _sql.render(
             "label_counts",
@@ -172,7 +174,13 @@ def compute_stats(ds: GroupedDataset, label_column: str) -> GroupedDataset:
                 part = base.slice(start, info.num_groups)
                 start += info.num_groups
                 labels = count_labels(
-                    con, storage, info.file, manifest.key_column, label_column, label_type
+                    con,
+                    storage,
+                    info.file,
+                    manifest.schema,
+                    manifest.key_column,
+                    label_column,
+                    label_type,
                 )
                 table = with_label_counts(part, labels, f"shard {info.file}")
                 writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))
