@@ -142,16 +142,31 @@ def fetch_ids(subject: Subject, seed: int = 1) -> tuple[list[Any], list[Any]]:
 # -- the workers: one measurement each, in its own process ----------------------------------
 def _passes(run: Callable[[], dict[str, Any]], passes: int) -> dict[str, Any]:
     """``run`` once to warm up, then ``passes`` times and for at least ``MIN_SECONDS`` (a
-    small dataset's pass takes milliseconds): the median pass's seconds."""
+    small dataset's pass takes milliseconds): the median pass's seconds, and the median
+    pass's CPU seconds (all the process's threads: how many cores a pass kept busy)."""
     started = time.perf_counter()
     result = run()
     first = time.perf_counter() - started
     seconds: list[float] = []
+    cpu: list[float] = []
     while len(seconds) < passes or (sum(seconds) < MIN_SECONDS and len(seconds) < MAX_PASSES):
+        cpu_started = _cpu_seconds()
         started = time.perf_counter()
         result = run()
         seconds.append(time.perf_counter() - started)
-    return {**result, "seconds": statistics.median(seconds), "passes": seconds, "first": first}
+        cpu.append(_cpu_seconds() - cpu_started)
+    return {
+        **result,
+        "seconds": statistics.median(seconds),
+        "cpu_seconds": statistics.median(cpu),
+        "passes": seconds,
+        "first": first,
+    }
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _open(job: dict[str, Any]) -> Any:
@@ -541,6 +556,11 @@ def _spread(run: dict[str, Any]) -> str:
     return f"{run['seconds']:.3f} ({min(runs):.3f}-{max(runs):.3f}; first {run['first']:.3f})"
 
 
+def _cores(run: dict[str, Any]) -> str:
+    """The median pass's CPU time, and the cores it kept busy (CPU time over wall time)."""
+    return f"CPU {run['cpu_seconds']:.3f} s ({run['cpu_seconds'] / run['seconds']:.2f} cores)"
+
+
 def _ms(seconds: list[float], q: float) -> float:
     return float(np.percentile(np.array(seconds) * 1e3, q))
 
@@ -607,7 +627,7 @@ def measure(subject: Subject, args: argparse.Namespace, table: Table) -> None:
         )
         table.note(
             f"{raw['bytes'] / MB:,.0f} MB of Arrow data decoded; seconds per pass "
-            f"{_spread(stream)} vs raw {_spread(raw)}"
+            f"{_spread(stream)} vs raw {_spread(raw)}; {_cores(stream)} vs raw {_cores(raw)}"
         )
 
     # Full stream, Arrow cache, against memory-mapped IPC.
