@@ -32,6 +32,23 @@ def check_fraction(fraction: float, seed: int = 0) -> float:
     return float(fraction)
 
 
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an ``int`` if it is an integer >= 0 (a NumPy integer too, not a bool), else
+    the ``ValueError`` :meth:`GroupedDataset.iter_groups` raises for it.
+
+    Example:
+        >>> check_seed(3)
+        3
+        >>> check_seed(1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed=1.5 must be an integer >= 0
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
+        raise ValueError(f"{name}={seed!r} must be an integer >= 0")
+    return int(seed)
+
+
 def group_mask(ids: Sequence[Any], fraction: float, seed: int) -> np.ndarray:
     """True for the groups in the eval side: ``md5("groups/<seed>:" + id)`` below
     ``fraction`` of its range."""

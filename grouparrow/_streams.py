@@ -1,10 +1,11 @@
 """The order of a stream of groups, and a resumable iterator over it.
 
 One epoch visits every group once: shards in an order drawn from ``(seed, epoch)``, each
-shard read sequentially from a drawn start, wrapping around. With ``num_workers`` the
-groups of every shard are cut into contiguous ranges, one per worker, so workers read
-disjoint, complete, sequential parts. A position in the stream (groups yielded so far) is
-enough to resume it: the segments are recomputed and the skipped ones never read.
+shard read sequentially from a drawn start, wrapping around (the reader also permutes the
+groups within windows of a few MiB, see :func:`windows`). With ``num_workers`` the groups
+of every shard are cut into contiguous ranges, one per worker, so workers read disjoint,
+complete, sequential parts. A position in the stream (groups yielded so far) is enough to
+resume it: the segments are recomputed and the skipped ones never read.
 
 Example:
     >>> [(s.shard, s.first, s.end) for s in segments([4, 0, 3], shuffle=False)]
@@ -30,6 +31,28 @@ class Segment:
     shard: int
     first: int
     end: int
+
+
+#: Bytes of groups (the index's ``num_bytes``) a shuffled stream permutes together.
+WINDOW_BYTES = 8 * 2**20
+
+
+def windows(num_bytes: np.ndarray, window_bytes: int | None = None) -> np.ndarray:
+    """Where the windows of consecutive groups a shuffled stream permutes start, and then
+    the number of groups: a window ends when its groups reach ``window_bytes`` (by default
+    ``WINDOW_BYTES``; one larger group is a window of its own). A window is about one chunk
+    of decoded row groups, so holding it while it is yielded costs little memory.
+
+    Example:
+        >>> windows(np.array([3, 2, 3, 9, 1]), window_bytes=6).tolist()
+        [0, 3, 4, 5]
+    """
+    before = np.cumsum(num_bytes) - num_bytes
+    size = window_bytes or WINDOW_BYTES
+    window = before // size
+    new = np.diff(window) > 0
+    new |= num_bytes[1:] > size  # a group larger than a window: a window of its own
+    return np.concatenate([[0], np.flatnonzero(new) + 1, [len(num_bytes)]])
 
 
 def segments(
@@ -62,9 +85,13 @@ def segments(
 class GroupStream(Iterator["Group"]):
     """An epoch of groups that can say where it is and resume there in O(1).
 
-    ``state_dict()`` is a small dict (seed, epoch, position, worker...); pass it back as
-    ``ds.iter_groups(**state)`` or to :meth:`load_state_dict` to continue with exactly the
-    groups not yet seen, without reading the earlier ones.
+    ``state_dict()`` is a small dict (seed, epoch, position, worker, columns...); pass it
+    back as ``ds.iter_groups(**state)`` or to :meth:`load_state_dict` to continue with
+    exactly the groups not yet seen, without reading the earlier ones (a shuffled stream
+    reads at most the window it stopped in again).
+
+    ``read(segment, skip, config, columns)`` yields the segment's groups less the first
+    ``skip``, in the order ``config`` (shuffle, seed, epoch...) asks for.
 
     Example:
         >>> stream = ds.iter_groups(shuffle=True, seed=0, epoch=3)   # doctest: +SKIP
@@ -76,8 +103,7 @@ class GroupStream(Iterator["Group"]):
         self,
         counts: Sequence[int],
         count: Callable[[Segment], int],
-        skip: Callable[[Segment, int], int],
-        read: Callable[[Segment], Iterator[Group]],
+        read: Callable[[Segment, int, dict[str, Any], list[str] | None], Iterator[Group]],
         *,
         shuffle: bool,
         seed: int,
@@ -85,9 +111,11 @@ class GroupStream(Iterator["Group"]):
         start: int,
         worker_index: int,
         num_workers: int,
+        columns: Sequence[str] | None = None,
     ) -> None:
         _check(seed, epoch, start, worker_index, num_workers)
-        self._counts, self._count, self._skip, self._read = counts, count, skip, read
+        self._counts, self._count, self._read = counts, count, read
+        self._columns = None if columns is None else list(columns)
         self._config: dict[str, Any] = {
             "shuffle": bool(shuffle),
             "seed": int(seed),
@@ -100,7 +128,7 @@ class GroupStream(Iterator["Group"]):
 
     def state_dict(self) -> dict[str, Any]:
         """Where the stream is: ``ds.iter_groups(**state)`` continues from here."""
-        return {**self._config, "start": self.position}
+        return {**self._config, "start": self.position, "columns": self._columns}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (from :meth:`state_dict`) on the next ``next()``."""
@@ -113,6 +141,7 @@ class GroupStream(Iterator["Group"]):
             config["num_workers"],
         )
         self._config = config
+        self._columns = state.get("columns", self._columns)
         self.position = int(state["start"])
         self._groups = None
 
@@ -139,9 +168,8 @@ class GroupStream(Iterator["Group"]):
             if position >= n:
                 position -= n
                 continue
-            first = self._skip(segment, position) if position else segment.first
+            yield from self._read(segment, position, self._config, self._columns)
             position = 0
-            yield from self._read(Segment(segment.shard, first, segment.end))
 
 
 def _check(seed: Any, epoch: Any, start: Any, worker_index: Any, num_workers: Any) -> None:

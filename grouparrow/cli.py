@@ -23,6 +23,7 @@ import argparse
 import importlib
 import json
 import platform
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,11 +41,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (GroupArrowError, OSError, ValueError) as exc:  # OSError: files, the network
-        print(f"grouparrow {args.command}: error: {exc}", file=sys.stderr)
+        message = _cli_spelling(str(exc), _options(parser, args.command))
+        print(f"grouparrow {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"grouparrow {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
+
+
+#: Library spellings in error messages (``on_null="drop"``) and the option of the command
+#: that says the same; each is rewritten only when the command has that option.
+_CLI_SPELLINGS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"""\bon_null=["']drop["']"""), "--on-null drop", "--on-null"),
+    (re.compile(r"\bkey_column=\.\.\."), "--key-column NAME", "--key-column"),
+    (
+        re.compile(r"\bunify_schemas=True \(grouparrow build --unify-schemas\)"),
+        "--unify-schemas",
+        "--unify-schemas",
+    ),
+    (re.compile(r"\bmemory_limit\b(?!=)"), "--memory-limit", "--memory-limit"),
+    (re.compile(r"\bnum_shards\b(?!=)"), "--num-shards", "--num-shards"),
+    (re.compile(r"\btemp_directory\b(?!=)"), "--temp-directory", "--temp-directory"),
+)
+
+
+def _cli_spelling(message: str, options: set[str]) -> str:
+    """``message`` (a library error's) with the library's option spellings that the command
+    has as ``options`` (its flags) written as those flags: ``pass on_null="drop"`` becomes
+    ``pass --on-null drop`` for ``grouparrow build`` and ``grouparrow counts``.
+
+    Example:
+        >>> _cli_spelling('the key is null; pass on_null="drop" to skip', {"--on-null"})
+        'the key is null; pass --on-null drop to skip'
+    """
+    for pattern, flag_text, flag in _CLI_SPELLINGS:
+        if flag in options:
+            message = pattern.sub(flag_text, message)
+    return message
+
+
+def _options(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    """The option strings (``--on-null``, ...) of ``command``'s subparser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return set(action.choices[command]._option_string_actions)
+    return set()
 
 
 def _parser() -> argparse.ArgumentParser:

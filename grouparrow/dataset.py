@@ -42,8 +42,8 @@ from grouparrow._shards import (
     open_checked,
     remember,
 )
-from grouparrow._splits import check_fraction, group_mask, row_mask
-from grouparrow._streams import GroupStream, Segment
+from grouparrow._splits import check_fraction, check_seed, group_mask, row_mask
+from grouparrow._streams import GroupStream, Segment, windows
 from grouparrow.errors import (
     CorruptDatasetError,
     FormatError,
@@ -327,9 +327,19 @@ class GroupedDataset:
     @property
     def index(self) -> pa.Table:
         """The whole index as a ``pyarrow.Table``: one row per group, in shard order (in a
-        :meth:`split_groups` view, its groups only; statistics are of whole groups)."""
+        :meth:`split_groups` view, its groups only; statistics are of whole groups).
+
+        In a :meth:`split_rows` view (every group, some of its rows) it holds ``group_id,
+        shard, offset, num_rows`` only: ``num_rows`` the group's rows in this view (counted
+        from the split's hash, no shard is read; 0 for a group with none here), ``shard`` and
+        ``offset`` where the whole group is stored. ``num_bytes``, ``num_words`` and label
+        counts describe whole groups and are left out: compute them on the dataset the view
+        came from, or from the view's groups (``ds.iter_groups()``).
+        """
         index = self._read_whole_index()
-        return index.filter(pa.array(self._all_selected())) if self._group_splits else index
+        if self._group_splits:
+            index = index.filter(pa.array(self._all_selected()))
+        return _stats.row_view_index(self, index) if self._row_splits else index
 
     def group_ids(self) -> list[GroupId]:
         """Every group id, in storage order (shard by shard); tuples for composite keys."""
@@ -402,6 +412,10 @@ class GroupedDataset:
         label_hellinger`` (against the label distribution of all the groups in this dataset
         or view, in [0, 1]). Read from the index: no shard is opened.
 
+        A :meth:`split_rows` view's is its :attr:`index`: ``group_id, shard, offset,
+        num_rows``, ``num_rows`` counted in the view; the other columns describe whole groups
+        and are left out (compute them on the dataset the view came from).
+
         Example:
             >>> ds.stats().sort("num_rows", descending=True).head(3)   # doctest: +SKIP
         """
@@ -410,7 +424,9 @@ class GroupedDataset:
     def summary(self) -> pl.DataFrame:
         """The dataset table: per measure (examples, words, bytes per group; with labels,
         labels per group and the heterogeneity metrics) the groups, total, min, median,
-        mean, p90, p99, max and the Gini coefficient over groups.
+        mean, p90, p99, max and the Gini coefficient over groups. A :meth:`split_rows` view
+        has none (a :class:`~grouparrow.QueryError`: words and bytes are of whole groups);
+        its rows per group are in :meth:`stats`.
 
         Example:
             >>> print(ds.summary())                                    # doctest: +SKIP
@@ -420,7 +436,9 @@ class GroupedDataset:
     def label_counts(self) -> pl.DataFrame:
         """Per-group label counts in long form, ``(group_id, label, count)``: one row per
         group and label that occurs in it (a :class:`GroupArrowError` if none were
-        counted: build with ``label_column=`` or call :meth:`compute_stats`).
+        counted: build with ``label_column=`` or call :meth:`compute_stats`). A
+        :meth:`split_rows` view has none (a :class:`~grouparrow.QueryError`: the counts are
+        of whole groups); count the labels of its groups (``ds.iter_groups()``).
 
         Example:
             >>> ds.label_counts().filter(pl.col("group_id") == "f0001_41")   # doctest: +SKIP
@@ -429,12 +447,19 @@ class GroupedDataset:
 
     def compute_stats(self, *, label_column: str) -> GroupedDataset:
         """Count ``label_column`` per group (DuckDB, reading that column and the key) and
-        store the counts in the index, atomically; returns the dataset reopened.
+        store the counts in the index, atomically; returns the dataset reopened. Every group
+        of the dataset is counted; called on a split view it returns the same view (the same
+        splits) of the reopened dataset.
 
         Example:
             >>> ds = ds.compute_stats(label_column="label")            # doctest: +SKIP
         """
-        return _stats.compute_stats(self, label_column)
+        reopened = _stats.compute_stats(self, label_column)
+        for groups in self._group_splits:
+            reopened = reopened._view(groups=groups)
+        for rows in self._row_splits:
+            reopened = reopened._view(rows=rows)
+        return reopened
 
     def sql(
         self, query: str, params: Any = None, *, checked: bool = True
@@ -557,8 +582,26 @@ class GroupedDataset:
             >>> [g.num_rows for g in ds.get_many(["ann", "bob"])]   # doctest: +SKIP
             [2, 1]
         """
+        if isinstance(group_ids, (str, bytes)):
+            raise TypeError(
+                f"get_many({group_ids!r}) takes a list of group ids, not one id (its "
+                f"characters would be read as ids): pass [{group_ids!r}], or use "
+                f"ds[{group_ids!r}] for one group"
+            )
         wanted = list(group_ids)
-        located = [self._locate(gid) for gid in wanted]
+        located = []
+        for gid in wanted:
+            try:
+                located.append(self._locate(gid))
+            except GroupNotFoundError as exc:  # a composite id of the wrong shape: say so
+                if not self._composite:
+                    raise
+                from grouparrow.keys import composite_id_problem
+
+                problem = composite_id_problem(gid, self.manifest.key.get("definition", ""))
+                if problem is None:
+                    raise
+                raise GroupNotFoundError(problem) from exc
         by_shard: dict[int, list[int]] = {}
         for n, (shard, _) in enumerate(located):
             by_shard.setdefault(shard, []).append(n)
@@ -593,15 +636,21 @@ class GroupedDataset:
         weights: str | None = None,
         replace: bool = False,
     ) -> list[Group]:
-        """A cohort of ``k`` groups drawn with ``seed``: uniformly, or with probability
-        proportional to an index column (``weights="num_rows"``, ``"num_bytes"``,
+        """A cohort of ``k`` groups drawn with ``seed`` (an integer >= 0): uniformly, or with
+        probability proportional to an index column (``weights="num_rows"``, ``"num_bytes"``,
         ``"num_words"``); without replacement unless ``replace=True``. The same seed gives
         the same cohort. Groups are read with :meth:`get_many`.
+
+        In a :meth:`split_rows` view the weights are the groups' rows in the view (only
+        ``"num_rows"`` is known there), so a group with no rows in it is never drawn; drawn
+        uniformly, every group may be, as :meth:`iter_groups` yields every group (some
+        empty).
 
         Example:
             >>> cohort = ds.sample(10, seed=0, weights="num_rows")   # doctest: +SKIP
         """
-        return self.get_many(self._choose(k, np.random.default_rng(seed), weights, replace))
+        rng = np.random.default_rng(check_seed(seed))
+        return self.get_many(self._choose(k, rng, weights, replace))
 
     def cohorts(
         self,
@@ -613,17 +662,24 @@ class GroupedDataset:
         start: int = 0,
     ) -> Iterator[list[Group]]:
         """One cohort per round, forever: round ``r`` is drawn from ``(seed, r)``, so a job
-        restarted at round ``r`` resumes with ``start=r`` and gets the same cohorts.
+        restarted at round ``r`` resumes with ``start=r`` and gets the same cohorts. Cohorts
+        are drawn as by :meth:`sample` (its notes on weights and views hold); ``seed`` and
+        ``start`` are checked at the call.
 
         Example:
             >>> for round, cohort in zip(range(100), ds.cohorts(10, seed=0)):   # doctest: +SKIP
             ...     train(cohort)
         """
+        seed = check_seed(seed)
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValueError(f"start={start!r} must be an integer >= 0")
-        for round_ in itertools.count(start):
-            rng = np.random.default_rng([seed, round_])
-            yield self.get_many(self._choose(k, rng, weights, replace))
+
+        def rounds() -> Iterator[list[Group]]:
+            for round_ in itertools.count(start):
+                rng = np.random.default_rng([seed, round_])
+                yield self.get_many(self._choose(k, rng, weights, replace))
+
+        return rounds()
 
     def _choose(
         self, k: int, rng: np.random.Generator, weights: str | None, replace: bool
@@ -636,6 +692,12 @@ class GroupedDataset:
             raise ValueError(f"k={k} is more than the {n} groups; pass replace=True or a smaller k")
         p = None
         if weights is not None:
+            if self._row_splits and weights != "num_rows":
+                raise ValueError(
+                    f"weights={weights!r} is not known in a split_rows() view (it describes "
+                    "whole groups); use weights='num_rows' (the groups' rows in this view) "
+                    "or None, or sample the dataset the view came from"
+                )
             numeric = [f.name for f in index.schema if pa.types.is_integer(f.type)]
             numeric = [c for c in numeric if c != "group_id" and c != "offset"]
             if weights not in numeric:
@@ -643,6 +705,12 @@ class GroupedDataset:
             w = index.column(weights).to_numpy().astype(np.float64)
             if not w.sum() > 0:
                 raise ValueError(f"weights={weights!r} sum to zero")
+            drawable = int(np.count_nonzero(w))
+            if not replace and k > drawable:
+                raise ValueError(
+                    f"k={k} is more than the {drawable} groups of nonzero weights={weights!r}; "
+                    "pass replace=True or a smaller k"
+                )
             p = w / w.sum()
         chosen = rng.choice(n, size=k, replace=replace, p=p) if n else np.zeros(0, np.int64)
         return self._decode(index.column("group_id").take(chosen).to_pylist())
@@ -668,8 +736,11 @@ class GroupedDataset:
         decoded batches.
 
         With ``shuffle=True`` the order of shards and the group each shard starts at are
-        drawn from ``(seed, epoch)`` (groups are stored in a seeded pseudo-random order
-        already), so each epoch differs and the same seed and epoch repeat. With
+        drawn from ``(seed, epoch)``, and the groups are permuted within windows of
+        consecutive groups of ~8 MiB (``grouparrow._streams.WINDOW_BYTES``; decoded together
+        anyway, so this costs no extra reads): each epoch has its own order and its own
+        neighbours, and the same seed and epoch repeat. (A window is not the whole dataset:
+        for cohorts drawn from all groups use :meth:`sample` or :meth:`cohorts`.) With
         ``num_workers`` (data-loader workers, hosts) each shard's groups are cut into
         contiguous ranges and ``worker_index`` streams only its own: the workers together
         see every group exactly once. ``start`` skips the first groups without reading them;
@@ -684,28 +755,36 @@ class GroupedDataset:
         return GroupStream(
             [s.num_groups for s in self.manifest.shards],
             self._count_in,
-            self._skip_in,
-            lambda segment: self._stream(segment.shard, segment.first, segment.end, columns),
+            self._stream,
             shuffle=shuffle,
             seed=seed,
             epoch=epoch,
             start=start,
             worker_index=worker_index,
             num_workers=num_workers,
+            columns=self._check_columns(columns),
         )
+
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
+        """``columns`` as a list of the dataset's column names, or an error naming the fix."""
+        if columns is None:
+            return None
+        if isinstance(columns, str):
+            raise TypeError(f"columns={columns!r} must be a list of names, e.g. [{columns!r}]")
+        names = list(columns)
+        unknown = [c for c in names if c not in self.schema.names]
+        if unknown:
+            raise KeyError(
+                f"no column {', '.join(map(repr, unknown))} in this dataset; its columns: "
+                f"{', '.join(self.schema.names)}"
+            )
+        return names
 
     def _count_in(self, segment: Segment) -> int:
         """Groups of this view in a segment."""
         if not self._group_splits:
             return segment.end - segment.first
         return int(self._selection(segment.shard)[segment.first : segment.end].sum())
-
-    def _skip_in(self, segment: Segment, groups: int) -> int:
-        """Storage position of the segment's group number ``groups`` (of this view)."""
-        if not self._group_splits:
-            return segment.first + groups
-        kept = np.flatnonzero(self._selection(segment.shard)[segment.first : segment.end])
-        return segment.first + int(kept[groups])
 
     #: Dataset Grouper's name for the stream of groups.
     build_group_stream = iter_groups
@@ -714,15 +793,83 @@ class GroupedDataset:
         return self.iter_groups()
 
     def _stream(
-        self, shard: int, first: int, end: int, columns: Sequence[str] | None
+        self, segment: Segment, skip: int, config: dict[str, Any], columns: list[str] | None
     ) -> Iterator[Group]:
+        """The groups of this view in ``segment`` less the first ``skip``: in storage
+        order, or with ``config["shuffle"]`` permuted within windows of a few MiB (drawn from
+        the seed, the epoch and where the segment starts), reading from the window of the
+        first group it yields."""
+        shard, first, end = segment.shard, segment.first, segment.end
         part = self.shard_index(shard).slice(first, end - first)
         if self._group_splits:
             part = part.filter(pa.array(self._selection(shard)[first:end]))
+        if not config["shuffle"]:
+            return self._groups_of(shard, part.slice(skip), columns)
+        bounds = windows(part.column("num_bytes").to_numpy())
+        window = int(np.searchsorted(bounds, skip, side="right")) - 1
+        seed = [config["seed"], config["epoch"], shard, first]
+        groups = self._shuffled(shard, part, columns, bounds, window, skip, seed)
+        return map(self._row_split, groups) if self._row_splits else groups
+
+    def _groups_of(self, shard: int, part: pa.Table, columns: list[str] | None) -> Iterator[Group]:
+        """The groups of index rows ``part`` of a shard, in storage order."""
         groups = self._scan(shard, part, columns)
         if not self._row_splits:
             return groups  # not wrapped: one generator less to pass through per group
         return self._rows_kept(part, groups)
+
+    def _shuffled(
+        self,
+        shard: int,
+        part: pa.Table,
+        columns: list[str] | None,
+        bounds: np.ndarray,
+        window: int,
+        skip: int,
+        seed: list[int],
+    ) -> Iterator[Group]:
+        """The groups of index rows ``part`` of a shard from window ``window`` on (``bounds``
+        from :func:`windows`), each window's in an order drawn from ``seed`` and its number,
+        less the first ``skip`` groups of the part. The row groups under a window are
+        decoded in order (as :meth:`_scan` does) and held while its groups are sliced out of
+        them; a large group is a window of its own, handed out lazily."""
+        ids = self._decode(part.column("group_id").to_pylist())
+        offsets = part.column("offset").to_numpy().tolist()
+        counts = part.column("num_rows").to_numpy().tolist()
+        large = part.column("num_bytes").to_numpy() > LARGE_GROUP_BYTES
+        starts = self._shards.starts(shard)
+        names = list(columns) if columns is not None else None
+        schema = self.schema if names is None else pa.schema([self.schema.field(n) for n in names])
+        end = bisect.bisect_right(starts, offsets[-1] + max(counts[-1], 1) - 1)
+        held: list[pa.RecordBatch] = []  # decoded batches; held_at: the row each starts at
+        held_at: list[int] = []
+        parts: Iterator[pa.RecordBatch] | None = None
+        at = 0  # the row the scan's next batch starts at
+        for number in range(window, len(bounds) - 1):
+            lo, hi = int(bounds[number]), int(bounds[number + 1])
+            drop = skip - lo if number == window else 0
+            if hi - lo == 1 and large[lo]:
+                yield self._lazy(ids[lo], shard, offsets[lo], counts[lo], names, schema)
+                held, held_at, parts = [], [], None  # the next window starts a new scan
+                continue
+            first_row, end_row = offsets[lo], offsets[hi - 1] + counts[hi - 1]
+            while held and held_at[0] + held[0].num_rows <= first_row:
+                del held[0], held_at[0]  # rows of the windows before
+            rg = bisect.bisect_right(starts, first_row) - 1
+            if parts is None or rg > bisect.bisect_right(starts, at) - 1:
+                # Fresh, or whole row groups to skip: (re)start the scan there.
+                parts = self._shards.scan(shard, rg, end, names)
+                held, held_at, at = [], [], starts[rg]
+            while at < end_row:
+                batch = next(parts)
+                if at + batch.num_rows > first_row:
+                    held.append(batch)
+                    held_at.append(at)
+                at += batch.num_rows
+            order = np.random.default_rng([*seed, number]).permutation(hi - lo)
+            for n in (order[drop:] + lo).tolist():
+                pieces = _pieces(held, held_at, offsets[n], counts[n])
+                yield Group(ids[n], pieces, schema, counts[n])
 
     def _rows_kept(self, part: pa.Table, groups: Iterator[Group]) -> Iterator[Group]:
         """``groups`` (of index rows ``part``) with the rows of this row split only."""
@@ -842,10 +989,10 @@ class GroupedDataset:
     ) -> GroupedDataset:
         view = copy.copy(self)
         view._queries = _query.Connections()
+        view._cohort_table = None  # the index sampled from: of this view's groups and rows
         if groups is not None:
             view._group_splits = (*self._group_splits, groups)
             view._selected = {}
-            view._cohort_table = None
         if rows is not None:
             view._row_splits = (*self._row_splits, rows)
         return view
@@ -881,6 +1028,20 @@ class GroupedDataset:
     def _decode(self, ids: list[Any]) -> list[GroupId]:
         """Stored ids as users see them: composite keys' JSON text as tuples."""
         return [tuple(json.loads(i)) for i in ids] if self._composite else ids
+
+
+def _pieces(
+    batches: list[pa.RecordBatch], at: list[int], offset: int, count: int
+) -> list[pa.RecordBatch]:
+    """Rows ``offset .. offset + count - 1`` of consecutive ``batches`` (``at``: the row each
+    starts at) as zero-copy slices, one per batch they touch."""
+    k = bisect.bisect_right(at, offset) - 1
+    out = []
+    while count > 0:
+        take = min(count, at[k] + batches[k].num_rows - offset)
+        out.append(batches[k].slice(offset - at[k], take))
+        offset, count, k = offset + take, count - take, k + 1
+    return out
 
 
 def open(

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from grouparrow import _tensors
 from grouparrow._splits import check_fraction, row_mask
+from grouparrow.adapters._columns import check_column
 from grouparrow.keys import KeyValue
 
 if TYPE_CHECKING:
@@ -167,9 +168,10 @@ class Group:
         """
         if strings not in ("object", "arrow"):
             raise ValueError(f'strings={strings!r} must be "object" or "arrow"')
-        table = self.to_arrow()
         if column is not None:
-            return _column_to_numpy(table.column(column), shape, strings)
+            check_column(self._schema, column, "column")
+            return _column_to_numpy(self.to_arrow().column(column), shape, strings)
+        table = self.to_arrow()
         if shape is not None:
             raise ValueError("to_numpy(shape=...) reshapes one column: name it")
         return {

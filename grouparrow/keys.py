@@ -361,6 +361,62 @@ def composite_id(parts: Sequence[KeyValue]) -> str:
     return text
 
 
+def composite_parts(definition: str) -> list[str]:
+    """The parts of a composite key from its manifest ``definition`` (``"(a, lower(b))"``,
+    as :func:`resolve` writes it): the text split at its top-level commas, outside brackets
+    and quotes. For messages: a part's own text could hold an unbalanced quote.
+
+    Example:
+        >>> composite_parts("(user, regexp_extract(url, '://([^/]+)', 1))")
+        ['user', "regexp_extract(url, '://([^/]+)', 1)"]
+    """
+    text = definition.strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def composite_id_problem(group_id: object, definition: str) -> str | None:
+    """Why ``group_id`` cannot name a group of a dataset whose composite key is
+    ``definition`` (the manifest's): it is not a tuple of as many values as the key has
+    parts. None when its length fits (then it may simply be absent).
+
+    Example:
+        >>> composite_id_problem(("ann",), "(user, day)").endswith("the id given has 1")
+        True
+        >>> composite_id_problem(("ann", 3), "(user, day)") is None
+        True
+    """
+    parts = composite_parts(definition)
+    named = ", ".join(parts)
+    example = "(" + ", ".join(f"<{p}>" for p in parts) + ")"
+    if isinstance(group_id, (tuple, list)):
+        if len(group_id) == len(parts):
+            return None
+        given = f"the id given has {len(group_id)}"
+    else:
+        given = f"the id given is one {type(group_id).__name__}"
+    return (
+        f"no group {group_id!r}: this dataset's key has {len(parts)} parts ({named}), so a "
+        f"group id is a tuple of {len(parts)} values, e.g. ds[{example}]; {given}"
+    )
+
+
 #: One JSON escape, matched from the left (so ``\\u0041``, an escaped backslash then text,
 #: is not taken for the escape ``\u0041``): group 1 holds a ``\uXXXX`` escape's hex digits.
 _ESCAPE = re.compile(r"\\(?:u([0-9a-f]{4})|.)", re.DOTALL)

@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from grouparrow import _sql
 from grouparrow._scan import shard_dataset
-from grouparrow.errors import GroupArrowError, KeySpecError
+from grouparrow.errors import GroupArrowError, KeySpecError, QueryError
 from grouparrow.format import (
     INDEX,
     LABEL_COUNTS,
@@ -59,6 +60,10 @@ LABEL_METRICS = ("num_labels", "label_entropy", "label_js_distance", "label_hell
 #: Labels in the whole dataset (a null label is one, as in each group's ``num_labels``).
 _DISTINCT_LABELS = "(SELECT count(*) FROM (SELECT DISTINCT label FROM labels))"
 _QUANTILES = ("min", "median", "mean", "p90", "p99", "max")
+#: The index columns of a split_rows() view (the others describe whole groups).
+ROW_VIEW_COLUMNS = ("group_id", "shard", "offset", "num_rows")
+#: Rows whose split_rows() hashes :func:`row_view_index` computes at once (memory bound).
+_ROWS_AT_ONCE = 1 << 22
 
 
 def check_label_column(schema: pa.Schema, column: str) -> pa.DataType:
@@ -232,14 +237,57 @@ def _publish_index(ds: GroupedDataset, local: Path, manifest: Manifest) -> None:
         storage.delete(old)
 
 
+def row_view_index(ds: GroupedDataset, index: pa.Table) -> pa.Table:
+    """Index rows ``index`` of a split_rows() view ``ds`` as the view sees them: columns
+    :data:`ROW_VIEW_COLUMNS`, ``num_rows`` the rows of each group the view holds (counted
+    from the split's hash of (seed, group id, position), without reading any shard).
+
+    Example:
+        >>> fit, held = ds.split_rows(0.3, seed=2)                 # doctest: +SKIP
+        >>> row_view_index(fit, ds.index).column("num_rows")       # doctest: +SKIP
+    """
+    sizes = index.column("num_rows").to_numpy().astype(np.int64)
+    ids = index.column("group_id").to_pylist()  # as stored: what the split's hash salts
+    counts = np.zeros(len(sizes), dtype=np.int64)
+    ends = np.cumsum(sizes)
+    lo = 0
+    while lo < len(sizes):
+        before = int(ends[lo - 1]) if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, before + _ROWS_AT_ONCE, side="right")))
+        part = sizes[lo:hi]
+        kept = ds._row_selection(ids[lo:hi], part)
+        counts[lo:hi] = np.add.reduceat(kept, np.cumsum(part) - part)
+        lo = hi
+    table = index.select(list(ROW_VIEW_COLUMNS))
+    position = ROW_VIEW_COLUMNS.index("num_rows")
+    field = index.schema.field("num_rows")
+    return table.set_column(position, field, pa.array(counts, field.type))
+
+
+def row_view_error(ds: GroupedDataset, what: str) -> QueryError:
+    """The error for statistics a split_rows() view cannot have: ``what`` describes whole
+    groups, not the rows of each the view holds."""
+    return QueryError(
+        f"a split_rows() view of {ds._where} has no {what}: they are of whole groups, and "
+        "the view holds some rows of each; compute them on the dataset the view came from, "
+        "or from the view's groups (ds.iter_groups()); ds.stats() and ds.index give each "
+        "group's num_rows in the view"
+    )
+
+
 def group_stats(ds: GroupedDataset) -> pl.DataFrame:
     """One row per group: the index's columns (``group_id, shard, offset, num_rows,
     num_bytes, num_words``, and ``label_counts`` when labels were counted) and, with labels,
     ``num_labels``, ``label_entropy`` (bits), ``label_js_distance`` and ``label_hellinger``
     (the group's label distribution against that of all groups in the dataset, or in the
-    split_groups view, both in [0, 1])."""
+    split_groups view, both in [0, 1]). A split_rows() view's: its index
+    (:func:`row_view_index`), with no label metrics."""
     import polars as pl
 
+    if ds._row_splits:
+        rows = pl.from_arrow(ds.index)
+        assert isinstance(rows, pl.DataFrame)
+        return rows
     manifest = ds.manifest  # the index may be newer (compute_stats since): read what it says
     columns = index_schema(manifest.key_type, manifest.label_type).names
     frame = pl.from_arrow(ds.index.select(columns))
@@ -258,6 +306,8 @@ def label_counts(ds: GroupedDataset) -> pl.DataFrame:
     label that occurs in it, groups in storage order, labels sorted."""
     import polars as pl
 
+    if ds._row_splits:
+        raise row_view_error(ds, "label counts")
     if ds.manifest.label_column is None:
         raise GroupArrowError(
             f"{ds._where} has no label counts: build it with label_column=..., or run "
@@ -278,6 +328,8 @@ def summary(ds: GroupedDataset) -> pl.DataFrame:
         measure            total   min  median  mean ...
         examples per group  105153  1   22.0    78.8 ...
     """
+    if ds._row_splits:
+        raise row_view_error(ds, "summary (words, bytes and labels per group)")
     return summarize(ds.sql, labels=ds.manifest.label_column is not None)
 
 

@@ -447,7 +447,7 @@ def test_counts_sql_key_and_nulls(data_dir: Path, tmp_path: Path, capsys) -> Non
     source = tmp_path / "nulls.parquet"
     pq.write_table(pa.table({"u": ["a", None, "a", "b"], "t": ["x y", "z", "w", "v"]}), source)
     assert main(["counts", str(source), "--key", "u"]) == 2
-    assert "on_null" in capsys.readouterr().err
+    assert "--on-null drop" in capsys.readouterr().err
     out = tmp_path / "kept.csv"
     assert main(["counts", str(source), "--key", "u", "--on-null", "drop", "-o", str(out)]) == 0
     capsys.readouterr()

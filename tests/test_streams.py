@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import grouparrow as ga
+from grouparrow._shards import ParquetShards
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +54,92 @@ def test_resume_from_state_continues_exactly(ds: ga.GroupedDataset, shuffle: boo
         assert head + _ids(other) == full
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
 def test_start_skips_without_reading(
+    ds: ga.GroupedDataset, monkeypatch: pytest.MonkeyPatch, shuffle: bool
+) -> None:
+    monkeypatch.setattr("grouparrow._streams.WINDOW_BYTES", 200)
+    full = _ids(ds.iter_groups(shuffle=shuffle, seed=2))
+    rows: list[int] = []  # of the batches the reader took from its scans
+    original = ParquetShards.scan
+
+    def counting(self: ParquetShards, *args: object) -> Iterator[pa.RecordBatch]:
+        for batch in original(self, *args):  # type: ignore[arg-type]
+            rows.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(ParquetShards, "scan", counting)
+    rest = _ids(ds.iter_groups(shuffle=shuffle, seed=2, start=len(full) - 3))
+    assert rest == full[-3:]
+    # The row groups under the groups yielded (or, shuffled, under their window), not the
+    # 6,000 rows before them.
+    assert 0 < sum(rows) < 600
+
+
+def test_shuffled_epochs_change_neighbours(
     ds: ga.GroupedDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    full = _ids(ds.iter_groups(shuffle=True, seed=2))
-    reads: list[int] = []
-    original = ga.GroupedDataset._stream
+    def pairs(ids: list[object]) -> set[tuple[object, object]]:
+        return set(itertools.pairwise(ids))
 
-    def counting(
-        self: ga.GroupedDataset, shard: int, first: int, end: int, columns: object
-    ) -> object:
-        reads.append(end - first)
-        return original(self, shard, first, end, columns)  # type: ignore[arg-type]
+    for window_bytes in (2_000, 8 * 2**20):
+        monkeypatch.setattr("grouparrow._streams.WINDOW_BYTES", window_bytes)
+        plain = pairs(_ids(ds.iter_groups()))
+        epochs = [pairs(_ids(ds.iter_groups(shuffle=True, seed=0, epoch=e))) for e in range(2)]
+        # A rotation alone would keep nearly every neighbour; a permutation, hardly any.
+        assert len(epochs[0] & epochs[1]) < 0.2 * len(plain)
+        assert len(epochs[0] & plain) < 0.2 * len(plain)
 
-    monkeypatch.setattr(ga.GroupedDataset, "_stream", counting)
-    rest = _ids(ds.iter_groups(shuffle=True, seed=2, start=len(full) - 3))
-    assert rest == full[-3:] and sum(reads) == 3
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    workers=st.integers(1, 4),
+    cut=st.integers(0, 800),
+    window_bytes=st.sampled_from([1, 150, 2_000, 2**30]),
+)
+def test_shuffled_windows_resume_property(
+    ds: ga.GroupedDataset, seed: int, workers: int, cut: int, window_bytes: int
+) -> None:
+    import grouparrow._streams as streams
+
+    saved = streams.WINDOW_BYTES
+    streams.WINDOW_BYTES = window_bytes
+    try:
+        seen: list[object] = []
+        for w in range(workers):
+            kw = {"shuffle": True, "seed": seed, "worker_index": w, "num_workers": workers}
+            full = _ids(ds.iter_groups(**kw))
+            stream = ds.iter_groups(**kw)
+            head = [next(stream).id for _ in range(min(cut, len(full)))]
+            assert head + _ids(ds.iter_groups(**stream.state_dict())) == full
+            seen += full
+        assert sorted(seen) == sorted(ds.group_ids())
+    finally:
+        streams.WINDOW_BYTES = saved
+
+
+def test_state_keeps_the_columns(ds: ga.GroupedDataset) -> None:
+    stream = ds.iter_groups(shuffle=True, seed=1, columns=["i"])
+    next(stream)
+    state = stream.state_dict()
+    assert state["columns"] == ["i"]
+    group = next(ds.iter_groups(**state))
+    assert group.schema.names == ["i"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "error", "message"),
+    [
+        (["nope"], KeyError, "no column 'nope'.*its columns: group_id, user, i"),
+        ("i", TypeError, r"\['i'\]"),
+    ],
+)
+def test_bad_columns_are_named(
+    ds: ga.GroupedDataset, columns: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        ds.iter_groups(columns=columns)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("num_workers", [1, 2, 4, 7])

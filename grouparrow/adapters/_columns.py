@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from grouparrow import _tensors
+from grouparrow.errors import GroupArrowError
 
 #: Kinds of columns: ``array`` (numbers, bools and fixed-shape tensors: one NumPy array of
 #: ``(rows, *shape)``), ``string`` (UTF-8 text), ``bytes`` (variable-length binary),
@@ -65,9 +66,64 @@ def column_spec(field: pa.Field) -> ColumnSpec:
     return ColumnSpec(field.name, kind, "other", np.dtype(object), ())
 
 
+class ColumnNotFoundError(KeyError, GroupArrowError):
+    """A column name that the group or dataset does not have; the message lists the ones it
+    has. A ``KeyError`` (as a missing key of a mapping)."""
+
+    def __str__(self) -> str:  # KeyError's str() is the repr of its argument; keep the text.
+        return str(self.args[0]) if self.args else ""
+
+
+def check_column(schema: pa.Schema, name: object, what: str = "column") -> str:
+    """``name`` when it is a column of ``schema``; else a :class:`ColumnNotFoundError` that
+    names it and lists the columns (a ``TypeError`` when it is not a str at all). ``what``
+    names the argument in the messages.
+
+    Example:
+        >>> check_column(pa.schema([("x", pa.int8())]), "x")
+        'x'
+    """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{what}={name!r} must be one column name (a str), not a {type(name).__name__}"
+        )
+    if name not in schema.names:
+        raise ColumnNotFoundError(
+            f"no column {name!r}; the columns are {', '.join(map(repr, schema.names))}"
+        )
+    return name
+
+
+def check_columns(schema: pa.Schema, columns: object, what: str = "columns") -> list[str]:
+    """``columns`` as a list of names of columns of ``schema``, each once. A single ``str``
+    is refused with a ``TypeError`` (it would be read one character at a time: pass
+    ``[name]``); an unknown name raises :class:`ColumnNotFoundError` listing the columns.
+
+    Example:
+        >>> check_columns(pa.schema([("a", pa.int8()), ("b", pa.int8())]), ("b",))
+        ['b']
+    """
+    if isinstance(columns, (str, bytes)):
+        raise TypeError(
+            f"{what}={columns!r} must be a list of column names, not one name: pass "
+            f"{what}=[{columns!r}]"
+        )
+    try:
+        names = list(columns)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(
+            f"{what}={columns!r} must be a list of column names, not a {type(columns).__name__}"
+        ) from None
+    for name in names:
+        check_column(schema, name, f"an entry of {what}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}={names!r} names a column twice")
+    return names
+
+
 def column_specs(schema: pa.Schema, columns: Sequence[str] | None) -> list[ColumnSpec]:
-    """The specs of ``columns`` of ``schema`` (all of them when None), in that order; a
-    ``KeyError`` names an unknown column and lists the others.
+    """The specs of ``columns`` of ``schema`` (all of them when None), in that order; as
+    :func:`check_columns`, a ``KeyError`` names an unknown column and lists the others.
 
     Example:
         >>> [s.name for s in column_specs(pa.schema([("a", pa.int8()), ("b", pa.int8())]), ["b"])]
@@ -75,17 +131,7 @@ def column_specs(schema: pa.Schema, columns: Sequence[str] | None) -> list[Colum
     """
     if columns is None:
         return [column_spec(field) for field in schema]
-    if isinstance(columns, str):
-        raise TypeError(f"columns={columns!r} must be a list of column names, e.g. [{columns!r}]")
-    names = list(columns)
-    missing = [n for n in names if n not in schema.names]
-    if missing:
-        raise KeyError(
-            f"no column {missing[0]!r}; the columns are {', '.join(map(repr, schema.names))}"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"columns={names!r} names a column twice")
-    return [column_spec(schema.field(n)) for n in names]
+    return [column_spec(schema.field(n)) for n in check_columns(schema, columns)]
 
 
 def check_size(num_examples: object, name: str = "num_examples") -> int:

@@ -7,7 +7,8 @@ and :func:`stack_groups` need NumPy only. Numbers, booleans and fixed-shape tens
 (``tensor_shapes=``, fixed-size lists of numbers, ``fixed_size_binary`` as uint8) convert;
 strings, variable-length lists and columns with nulls raise an error naming the column:
 leave them out with ``columns=``. Without ``jax_enable_x64`` JAX stores 64-bit columns as
-32-bit arrays.
+32-bit arrays: :func:`to_jax` raises an error naming a column with values that 32 bits do
+not hold (rather than let them wrap around or become inf).
 
 Example:
     >>> import grouparrow as ga, pyarrow as pa
@@ -64,11 +65,23 @@ def pad_group(
         >>> padded["x"].tolist(), padded["mask"].tolist()
         ([1, 2, 0], [True, True, False])
     """
-    size = check_size(num_examples)
+    return _pad(group, num_examples, columns, truncate, mask_key, "num_examples")
+
+
+def _pad(
+    group: Group,
+    num_examples: int,
+    columns: Sequence[str] | None,
+    truncate: bool,
+    mask_key: str,
+    size_name: str,
+) -> dict[str, np.ndarray]:
+    """:func:`pad_group`, its messages naming the size ``size_name`` (as the caller did)."""
+    size = check_size(num_examples, size_name)
     specs = _specs(group.schema, columns, mask_key)
     out = {s.name: np.zeros((size, *s.shape), s.dtype) for s in specs}
     out[mask_key] = np.zeros(size, np.bool_)
-    _fill(out, (), group, specs, size, truncate, mask_key)
+    _fill(out, (), group, specs, size, truncate, mask_key, size_name)
     return out
 
 
@@ -113,7 +126,7 @@ def stack_groups(
     out = {s.name: np.zeros((k, size, *s.shape), s.dtype) for s in specs}
     out[mask_key] = np.zeros((k, size), np.bool_)
     for i, group in enumerate(cohort):
-        _fill(out, (i,), group, specs, size, truncate, mask_key)
+        _fill(out, (i,), group, specs, size, truncate, mask_key, "num_examples")
     return out
 
 
@@ -139,7 +152,7 @@ def to_jax(
 
     jax = _require("jax")
     if pad_to is not None:
-        arrays = pad_group(group, pad_to, columns=columns, truncate=truncate)
+        arrays = _pad(group, pad_to, columns, truncate, "mask", "pad_to")
     else:
         specs = _specs(group.schema, columns, None)
         table = group.to_arrow()
@@ -148,7 +161,42 @@ def to_jax(
             column = table.column(spec.name)
             check_no_nulls(column, spec.name, group.id)
             arrays[spec.name] = _tensors.to_numpy(column)
+    rows = int(arrays["mask"].sum()) if pad_to is not None else None  # not the padding
+    for name, array in arrays.items():
+        _check_fits(name, array[:rows], jax.dtypes.canonicalize_dtype(array.dtype))
     return dict(jax.device_put(arrays, device))
+
+
+def _check_fits(name: str, array: np.ndarray, dtype: np.dtype) -> None:
+    """A ``ValueError`` when JAX would store column ``name`` (``array``) as ``dtype``, a
+    narrower type, and some value does not fit it (an int64 past int32 would wrap around, a
+    float64 past float32's range would become inf). Without ``jax_enable_x64`` JAX keeps
+    64-bit values as 32-bit ones; values that fit pass, and nothing is checked when the
+    dtype does not narrow. Cheap: a min and a max.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == array.dtype or not array.size:
+        return
+    if np.issubdtype(dtype, np.integer) and np.issubdtype(array.dtype, np.integer):
+        low, high = array.min(), array.max()
+        info = np.iinfo(dtype)
+        if low >= info.min and high <= info.max:
+            return
+    elif np.issubdtype(dtype, np.floating) and np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)  # inf and nan stay what they are
+        if not (finite & (np.abs(array) > np.finfo(dtype).max)).any():
+            return
+        low, high = array[finite].min(), array[finite].max()
+    else:
+        return
+    wraps = "would wrap around" if np.issubdtype(dtype, np.integer) else "would become inf"
+    raise ValueError(
+        f"column {name!r} holds {array.dtype} values from {low} to {high}, which JAX without "
+        f"64-bit mode stores as {dtype} ({wraps}); enable 64-bit JAX before converting with "
+        'jax.config.update("jax_enable_x64", True), or store the column in a range that '
+        f"{dtype} holds (e.g. rescale it, or cast it in the build's SQL), or leave it out "
+        "with columns=[...]"
+    )
 
 
 def _specs(
@@ -186,14 +234,15 @@ def _fill(
     size: int,
     truncate: bool,
     mask_key: str,
+    size_name: str,
 ) -> None:
     """Write the group's rows into ``out[name][at]`` and its mask into ``out[mask_key][at]``."""
     n = group.num_rows
     if n > size:
         if not truncate:
             raise ValueError(
-                f"group {group.id!r} has {n} rows, more than num_examples={size}: pass a "
-                f"larger num_examples (at least {n}), or truncate=True to keep its first {size}"
+                f"group {group.id!r} has {n} rows, more than {size_name}={size}: pass a "
+                f"larger {size_name} (at least {n}), or truncate=True to keep its first {size}"
             )
         n = size
     if n < group.num_rows:  # read no further than the rows kept (a large group is lazy)

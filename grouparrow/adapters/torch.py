@@ -41,7 +41,12 @@ import torch  # noqa: E402
 from torch.utils.data import IterableDataset, get_worker_info  # noqa: E402
 
 from grouparrow import _tensors  # noqa: E402
-from grouparrow.adapters._columns import check_no_nulls, column_spec  # noqa: E402
+from grouparrow.adapters._columns import (  # noqa: E402
+    check_column,
+    check_columns,
+    check_no_nulls,
+    column_spec,
+)
 from grouparrow.group import Group  # noqa: E402
 
 if TYPE_CHECKING:
@@ -73,7 +78,7 @@ def to_torch(group: Group, column: str | None = None) -> Any:
         torch.Size([1, 4])
     """
     if column is not None:
-        return _convert(group, [column])[column]
+        return _convert(group, [check_column(group.schema, column, "column")])[column]
     return _convert(group)
 
 
@@ -212,12 +217,7 @@ class _GroupShards(IterableDataset[Any]):
         self.shuffle = bool(shuffle)
         self.seed = seed
         self.epoch = epoch
-        if isinstance(columns, str):
-            raise TypeError(f"columns={columns!r} must be a list of column names")
-        self.columns = None if columns is None else list(columns)
-        for name in self.columns or []:
-            if name not in ds.schema.names:
-                raise KeyError(f"no column {name!r}; the columns are {ds.schema.names}")
+        self.columns = None if columns is None else check_columns(ds.schema, columns)
         self.transform = transform
         self.rank, self.world_size = _ranks(rank, world_size)
         self._resume: dict[str, Any] | None = None
