@@ -44,6 +44,7 @@ from grouparrow._shards import (
 )
 from grouparrow._splits import check_fraction, check_seed, group_mask, row_mask
 from grouparrow._streams import GroupStream, Segment, windows
+from grouparrow.adapters._columns import check_columns
 from grouparrow.errors import (
     CorruptDatasetError,
     FormatError,
@@ -762,23 +763,8 @@ class GroupedDataset:
             start=start,
             worker_index=worker_index,
             num_workers=num_workers,
-            columns=self._check_columns(columns),
+            columns=None if columns is None else check_columns(self.schema, columns),
         )
-
-    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
-        """``columns`` as a list of the dataset's column names, or an error naming the fix."""
-        if columns is None:
-            return None
-        if isinstance(columns, str):
-            raise TypeError(f"columns={columns!r} must be a list of names, e.g. [{columns!r}]")
-        names = list(columns)
-        unknown = [c for c in names if c not in self.schema.names]
-        if unknown:
-            raise KeyError(
-                f"no column {', '.join(map(repr, unknown))} in this dataset; its columns: "
-                f"{', '.join(self.schema.names)}"
-            )
-        return names
 
     def _count_in(self, segment: Segment) -> int:
         """Groups of this view in a segment."""
