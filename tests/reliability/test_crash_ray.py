@@ -219,6 +219,19 @@ def run_driver(kill: Kill, source: str) -> Kill:
     return kill
 
 
+def rebuild(data: Data, output: Any, mode: str, **options: Any) -> ga.GroupedDataset:
+    """The build after a kill: the new source, with Ray, where the killed one wrote."""
+    return ga.build(
+        data.new_src,
+        key="k",
+        output=output,
+        num_shards=NUM_SHARDS,
+        mode=mode,
+        engine="ray",
+        **options,
+    )
+
+
 def session_processes(sid: int) -> dict[int, str]:
     """The live processes (zombies excluded) of the session ``sid``: pid -> command line."""
     found = {}
@@ -298,14 +311,7 @@ def test_kill_the_driver(data: Data, tmp_path: Path, ray_here: None) -> None:
         assert sorted(Path(p).name for p in ga.gc(kill.out)) == found
         assert leftovers(parent, name) == []
         assert (files_of(kill.out) if kill.out.exists() else None) == state
-        ds = ga.build(
-            data.new_src,
-            key="k",
-            output=kill.out,
-            num_shards=NUM_SHARDS,
-            mode=kill.mode,
-            engine="ray",
-        )
+        ds = rebuild(data, kill.out, kill.mode)
         assert ds.manifest.build["engine"] == "ray"
         assert shard_hashes(kill.out) == data.new_shards and ga.verify(kill.out).ok
         assert leftovers(parent, name) == []
@@ -384,16 +390,7 @@ def test_kill_the_driver_of_an_s3_build(
         assert left == sorted(kept_files)  # the previous dataset's files, or nothing
         if before is not None:
             assert fs.cat_file(f"{kill.uri}/grouparrow.json") == before
-        ds = ga.build(
-            data.new_src,
-            key="k",
-            output=kill.uri,
-            num_shards=NUM_SHARDS,
-            mode=kill.mode,
-            engine="ray",
-            storage_options=options,
-            temp_directory=kill.temp,
-        )
+        ds = rebuild(data, kill.uri, kill.mode, storage_options=options, temp_directory=kill.temp)
         assert [s.sha256 for s in ds.manifest.shards] == data.new_shards
         assert ga.verify(kill.uri, storage_options=options).ok
         assert list(Path(kill.temp).iterdir()) == []
